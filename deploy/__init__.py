@@ -1,0 +1,1 @@
+"""Running Liaison Grid: settings, the `liaison` CLI, local services, migrations, deployment files."""

@@ -1,0 +1,310 @@
+"""The `liaison` command: migrate, seed, serve, worker, token, audit verify, demo."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import signal
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Annotated, NoReturn, TypeVar
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from deploy import migrate as migrations
+from deploy import runtime
+from deploy.seed import DEMO_PASSWORD, SeedResult, seed_demo, seed_synthetic
+from deploy.settings import Settings, load
+from services.audit import service as audit
+from services.hierarchy import repository
+from services.hierarchy.repository import Level
+from services.unit_of_work import unit_of_work
+from tenants.context import SCOPE_PATTERN, TenantContext, city_scope, scope_is_within
+from tenants.db import Database
+from tenants.roles import ROLE_NAMES, Role
+
+T = TypeVar("T")
+app = typer.Typer(help="Liaison Grid: deputies in the community and grid governance.", no_args_is_help=True)
+seed_app = typer.Typer(help="Load a tenant's hierarchy.", no_args_is_help=True)
+audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
+app.add_typer(seed_app, name="seed")
+app.add_typer(audit_app, name="audit")
+console = Console(stderr=True)
+out = Console()
+
+
+def fail(sentence: str) -> NoReturn:
+    """Bad input: one sentence on stderr and exit code 2."""
+    console.print(f"liaison: {sentence}", highlight=False)
+    raise typer.Exit(2)
+
+
+def run_with_database(work: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
+    database = runtime.database(settings or load())
+
+    async def main() -> T:
+        try:
+            return await work(database)
+        finally:
+            await database.dispose()
+
+    return asyncio.run(main())
+
+
+@contextmanager
+def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[int], None]]]:
+    with Progress(
+        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+    ) as progress:
+
+        def factory(total: int) -> Callable[[int], None]:
+            task = progress.add_task(label, total=total)
+            return lambda advance: progress.advance(task, advance)
+
+        yield factory
+
+
+def print_seed(result: SeedResult, code: str) -> None:
+    table = Table(title=f"tenant {code} (id {result.tenant_id})")
+    table.add_column("level")
+    table.add_column("created", justify="right")
+    table.add_column("already there", justify="right")
+    for level in Level:
+        table.add_row(level.value, str(result.report.created[level.value]), str(result.report.kept[level.value]))
+    out.print(table)
+    if result.users:
+        out.print(f"users created: {', '.join(result.users)} (password {DEMO_PASSWORD!r})")
+
+
+@app.command("migrate")
+def migrate_command() -> None:
+    """Create or upgrade the database schema, roles and row-level security."""
+    migrations.upgrade(load())
+    out.print("database is at the latest migration")
+
+
+@seed_app.command("demo")
+def seed_demo_command() -> None:
+    """Load the demo city: Beijing with its real districts, streets and communities."""
+    with progress_bar("seeding beijing") as factory:
+        result = run_with_database(lambda db: seed_demo(db, factory))
+    print_seed(result, "beijing")
+
+
+@seed_app.command("synthetic")
+def seed_synthetic_command(
+    tenant: Annotated[str, typer.Option(help="Code of the tenant to create or extend.")],
+    districts: Annotated[int, typer.Option(min=1, max=500)] = 16,
+    streets: Annotated[int, typer.Option(min=0, max=500, help="Streets per district.")] = 20,
+    stations: Annotated[int, typer.Option(min=0, max=500, help="Stations per street.")] = 20,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same tree.")] = 1,
+    name: Annotated[str | None, typer.Option(help="The city's name.")] = None,
+) -> None:
+    """Generate a deterministic synthetic tenant of the given size."""
+    if not re.fullmatch(r"[a-z][a-z0-9_-]{1,31}", tenant):
+        fail("a tenant code is 2 to 32 lowercase letters, digits, '-' or '_', starting with a letter.")
+    with progress_bar(f"seeding {tenant}") as factory:
+        result = run_with_database(
+            lambda db: seed_synthetic(
+                db,
+                tenant,
+                districts=districts,
+                streets=streets,
+                stations=stations,
+                seed=seed,
+                name=name,
+                progress_factory=factory,
+            )
+        )
+    print_seed(result, tenant)
+
+
+TTL_PATTERN = re.compile(r"^(\d{1,6})([smhd])$")
+TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def parse_ttl(value: str) -> timedelta:
+    match = TTL_PATTERN.fullmatch(value.strip())
+    if not match:
+        fail(f"--ttl {value!r} is not a duration such as 30m, 1h or 7d.")
+    ttl = timedelta(**{TTL_UNITS[match.group(2)]: int(match.group(1))})
+    if not timedelta(0) < ttl <= timedelta(days=366):
+        fail("--ttl must be more than zero and at most a year.")
+    return ttl
+
+
+async def resolve_scope(database: Database, tenant: str, node: str | None) -> tuple[int, str] | str:
+    """The tenant id and the scope path for a node code or path; a sentence when it cannot be resolved."""
+    tenant_id = await database.tenant_id_for(tenant)
+    if tenant_id is None:
+        return f"tenant {tenant!r} does not exist."
+    root = city_scope(tenant_id)
+    if node is None:
+        return tenant_id, root
+    if SCOPE_PATTERN.fullmatch(node):
+        if not scope_is_within(node, root):
+            return f"scope {node} lies outside tenant {tenant!r}, whose paths start with {root}."
+        return tenant_id, node
+    async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:cli")) as session:
+        for level in Level:
+            found = await repository.by_code(session, level, tenant_id, node)
+            if found is not None:
+                return tenant_id, str(found.scope)
+    return f"no district, street or station of {tenant!r} has the code {node!r}."
+
+
+@app.command("token")
+def token_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code, e.g. beijing.")],
+    role: Annotated[list[str], typer.Option(help="Role; repeat for several.")],
+    scope: Annotated[str | None, typer.Option(help="Node code or scope path; the whole tenant when omitted.")] = None,
+    ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 1h, 7d.")] = "1h",
+    sub: Annotated[str, typer.Option(help="Subject of the token.")] = "operator:cli",
+) -> None:
+    """Print a bearer token for operators and tests."""
+    unknown = [r for r in role if r not in ROLE_NAMES]
+    if unknown:
+        fail(f"role {unknown[0]!r} is unknown; use one of {', '.join(sorted(ROLE_NAMES))}.")
+    lifetime = parse_ttl(ttl)
+    settings = load()
+    resolved = run_with_database(lambda db: resolve_scope(db, tenant, scope), settings)
+    if isinstance(resolved, str):
+        fail(resolved)
+    _, path = resolved
+    codec = runtime.token_codec(settings)
+    try:
+        token = codec.issue(sub=sub, tenant=tenant, scopes=[path], roles=[Role(r).value for r in role], ttl=lifetime)
+    except ValueError as error:
+        fail(f"{error}.")
+    out.print(token, soft_wrap=True, highlight=False)
+
+
+@audit_app.command("verify")
+def audit_verify_command(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant; every tenant when omitted.")] = None,
+) -> None:
+    """Walk each tenant's audit chain and report the first broken link."""
+
+    async def verify_all(database: Database) -> list[audit.VerifyReport] | str:
+        codes = [tenant] if tenant else await database.tenant_codes()
+        reports = []
+        for code in codes:
+            tenant_id = await database.tenant_id_for(code)
+            if tenant_id is None:
+                return f"tenant {code!r} does not exist."
+            async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:audit")) as session:
+                reports.append(await audit.verify(session, tenant_id))
+        return reports
+
+    reports = run_with_database(verify_all)
+    if isinstance(reports, str):
+        fail(reports)
+    broken = False
+    for report in reports:
+        if report.ok:
+            out.print(f"tenant {report.tenant_id}: {report.checked} links intact")
+        else:
+            broken = True
+            out.print(f"tenant {report.tenant_id}: link {report.first_broken_seq} is broken: {report.reason}")
+    raise typer.Exit(1 if broken else 0)
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="uvicorn worker processes.")] = 1,
+) -> None:
+    """Serve the API (GraphQL at /graphql) with uvicorn."""
+    import uvicorn
+
+    settings = load()
+    uvicorn.run(
+        "deploy.asgi:app",
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+        proxy_headers=True,
+    )
+
+
+def worker_argv(concurrency: int, beat: bool, loglevel: str = "info") -> list[str]:
+    argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", f"--concurrency={concurrency}"]
+    argv += [f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
+    return [*argv, "--beat"] if beat else argv
+
+
+@app.command("worker")
+def worker_command(
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 2,
+    beat: Annotated[bool, typer.Option(help="Also run the beat scheduler (run exactly one).")] = False,
+) -> None:
+    """Run a Celery worker (and optionally beat)."""
+    os.execv(sys.executable, worker_argv(concurrency, beat))
+
+
+@app.command("demo")
+def demo_command(
+    port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
+) -> None:
+    """Migrate, seed Beijing, then run the API and a worker until Ctrl-C."""
+    settings = load()
+    migrations.upgrade(settings)
+    with progress_bar("seeding beijing") as factory:
+        result = run_with_database(lambda db: seed_demo(db, factory), settings)
+    print_seed(result, "beijing")
+    token = runtime.token_codec(settings).issue(
+        sub="operator:demo",
+        tenant="beijing",
+        scopes=[city_scope(result.tenant_id)],
+        roles=[Role.CITY_ADMIN.value],
+        ttl=timedelta(days=7),
+    )
+    listen_port = port or settings.port
+    worker = subprocess.Popen(worker_argv(1, beat=True, loglevel="warning"))
+    server = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "deploy.asgi:app", "--host", settings.host, "--port", str(listen_port)]
+    )
+    out.print(f"\nGraphiQL: http://{settings.host}:{listen_port}/graphql")
+    out.print(f"Admin token (city_admin of beijing, 7 days):\n{token}\n", soft_wrap=True, highlight=False)
+    out.print(f"Or sign in: mutation {{ login(tenant: \"beijing\", username: \"admin\", password: \"{DEMO_PASSWORD}\") }}")
+    out.print("Ctrl-C stops the server and the worker.")
+    try:
+        while server.poll() is None and worker.poll() is None:
+            try:
+                server.wait(timeout=1)
+            except subprocess.TimeoutExpired:
+                continue
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in (server, worker):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in (server, worker):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def main() -> None:
+    """Entry point: usage errors become one sentence and exit code 2."""
+    try:
+        app(standalone_mode=False)
+    except click.UsageError as error:
+        console.print(f"liaison: {error.format_message()}", highlight=False)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except click.exceptions.Exit as done:
+        sys.exit(done.exit_code)

@@ -1,0 +1,11 @@
+"""The Celery app as the worker and beat see it: `celery -A deploy.worker worker`."""
+
+from __future__ import annotations
+
+from deploy.runtime import configure_worker
+from deploy.settings import load
+
+celery_app = configure_worker(load())
+celery_app.conf.beat_schedule = {
+    "outbox-relay": {"task": "outbox.relay", "schedule": 15.0},
+}

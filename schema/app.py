@@ -1,0 +1,110 @@
+"""The Starlette app: /graphql (GraphQL over HTTP, GraphiQL outside production) and /healthz."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from cross_web import HTTPException
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.websockets import WebSocket
+from strawberry.asgi import GraphQL
+from strawberry.types.unset import UNSET
+
+from schema.context import ApiConfig, Context
+from schema.schema import build_schema
+from tenants.principals import Principal, ScopeOutsideTenant, UnknownTenant
+from tenants.tokens import TokenError
+
+GRAPHQL_RESPONSE = "application/graphql-response+json"
+
+
+class LiaisonGraphQL(GraphQL[Context, None]):
+    def __init__(self, config: ApiConfig) -> None:
+        super().__init__(
+            build_schema(config),
+            graphql_ide=None if config.production else "graphiql",
+            allow_queries_via_get=True,
+        )
+        self.config = config
+
+    async def authenticate(self, request: Request | WebSocket) -> Principal | None:
+        header = request.headers.get("authorization")
+        if header is None:
+            return None
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise HTTPException(401, "the Authorization header must be 'Bearer <token>'")
+        try:
+            claims = self.config.tokens.verify(token.strip())
+            return await self.config.directory.principal_for(claims)
+        except TokenError as error:
+            raise HTTPException(401, str(error)) from None
+        except UnknownTenant as error:
+            raise HTTPException(401, str(error)) from None
+        except ScopeOutsideTenant as error:
+            raise HTTPException(403, str(error)) from None
+
+    async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
+        principal = await self.authenticate(request)
+        assert isinstance(request, Request) and isinstance(response, Response)
+        return Context(request=request, response=response, config=self.config, principal=principal)
+
+    async def run(self, request: Any, context: Any = UNSET, root_value: Any = UNSET) -> Any:
+        if not isinstance(request, Request):
+            return await super().run(request, context, root_value)
+        sub_response = await super().get_sub_response(request)
+        request.state.liaison_sub_response = sub_response
+        context = await self.get_context(request, sub_response)
+        try:
+            response = await super().run(request, context, root_value)
+        except BaseException:
+            if context.work is not None:
+                await context.work.rollback()
+            raise
+        if context.work is not None:
+            if context.failed:
+                await context.work.rollback()
+            else:
+                await context.work.commit()
+        return self._negotiate(request, response)
+
+    async def get_sub_response(self, request: Request | WebSocket) -> Response:
+        """The response object the context was built with, so permissions can set its status (401)."""
+        prepared: Response | None = getattr(request.state, "liaison_sub_response", None)
+        return prepared if prepared is not None else await super().get_sub_response(request)
+
+    def _negotiate(self, request: Request, response: Response) -> Response:
+        """Answer in application/graphql-response+json when the client asks for it (GraphQL over HTTP):
+        then a request that never reached execution is a 400."""
+        if GRAPHQL_RESPONSE not in request.headers.get("accept", "") or response.media_type != "application/json":
+            return response
+        response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
+        if response.status_code == 200:
+            body = json.loads(bytes(response.body))
+            if isinstance(body, dict) and "data" not in body and body.get("errors"):
+                response.status_code = 400
+        return response
+
+
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(config: ApiConfig) -> Starlette:
+    graphql = LiaisonGraphQL(config)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        yield
+        await config.database.dispose()
+
+    return Starlette(
+        routes=[Route("/healthz", healthz), Route("/graphql", graphql, methods=["GET", "POST"])],
+        lifespan=lifespan,
+    )

@@ -1,0 +1,76 @@
+"""The typed request context: the caller, the request's unit of work, and fresh DataLoaders."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.requests import Request
+from starlette.responses import Response
+
+from services.unit_of_work import UnitOfWork
+from tenants.db import Database
+from tenants.principals import Principal, TenantDirectory
+from tenants.tokens import TokenCodec
+
+if TYPE_CHECKING:
+    from schema.hierarchy.loaders import HierarchyLoaders
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    database: Database
+    tokens: TokenCodec
+    token_ttl: timedelta = timedelta(hours=8)
+    production: bool = False
+    introspection: bool = True
+    max_depth: int = 15
+    max_aliases: int = 30
+    max_tokens: int = 5000
+
+    @property
+    def directory(self) -> TenantDirectory:
+        return _directories.setdefault(id(self.database), TenantDirectory(self.database))
+
+
+_directories: dict[int, TenantDirectory] = {}
+
+
+class NotAuthenticated(Exception):
+    pass
+
+
+@dataclass
+class Context:
+    request: Request
+    response: Response
+    config: ApiConfig
+    principal: Principal | None
+    work: UnitOfWork | None = None
+    failed: bool = False
+    _loaders: HierarchyLoaders | None = field(default=None, repr=False)
+
+    def require_principal(self) -> Principal:
+        if self.principal is None:
+            raise NotAuthenticated("sign in first: send 'Authorization: Bearer <token>'")
+        return self.principal
+
+    async def session(self) -> AsyncSession:
+        """The request's one tenant-scoped transaction, opened on first use."""
+        if self.work is None:
+            self.work = UnitOfWork(self.config.database, self.require_principal().context)
+        return await self.work.session()
+
+    @property
+    def loaders(self) -> HierarchyLoaders:
+        if self._loaders is None:
+            from schema.hierarchy.loaders import HierarchyLoaders
+
+            self._loaders = HierarchyLoaders(self)
+        return self._loaders
+
+
+Info = strawberry.Info[Context, Any]

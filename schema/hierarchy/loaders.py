@@ -1,0 +1,60 @@
+"""Per-request DataLoaders: one SQL statement per level of a nested query, whatever its breadth."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from strawberry.dataloader import DataLoader
+
+from services.hierarchy import repository
+from services.hierarchy.repository import Level, Page, PageArgs
+
+if TYPE_CHECKING:
+    from schema.context import Context
+
+
+class HierarchyLoaders:
+    def __init__(self, context: Context) -> None:
+        self._context = context
+        self._pages: dict[tuple[Level, PageArgs], DataLoader[int, Page]] = {}
+        self._nodes: dict[Level, DataLoader[int, Any]] = {}
+        self._city: tuple[Any] | None = None
+
+    @property
+    def tenant_id(self) -> int:
+        return self._context.require_principal().tenant_id
+
+    def pages(self, level: Level, args: PageArgs) -> DataLoader[int, Page]:
+        key = (level, args)
+        if key not in self._pages:
+
+            async def load(parent_ids: list[int]) -> Sequence[Page]:
+                session = await self._context.session()
+                pages = await repository.pages_by_parent(session, level, self.tenant_id, parent_ids, args)
+                nodes = self.nodes(level)
+                for page in pages.values():
+                    for row in page.rows:
+                        nodes.prime(row.id, row)
+                return [pages[parent_id] for parent_id in parent_ids]
+
+            self._pages[key] = DataLoader(load_fn=load)
+        return self._pages[key]
+
+    def nodes(self, level: Level) -> DataLoader[int, Any]:
+        if level not in self._nodes:
+
+            async def load(ids: list[int]) -> Sequence[Any]:
+                session = await self._context.session()
+                found = await repository.by_ids(session, level, self.tenant_id, ids)
+                return [found.get(node_id) for node_id in ids]
+
+            self._nodes[level] = DataLoader(load_fn=load)
+        return self._nodes[level]
+
+    async def city(self) -> Any:
+        """The caller's city row, fetched at most once per request."""
+        if self._city is None:
+            session = await self._context.session()
+            self._city = (await repository.city(session, self.tenant_id),)
+        return self._city[0]

@@ -1,0 +1,103 @@
+"""Relay pieces: opaque global ids, the Node interface, and connections with totalCount."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
+
+import strawberry
+
+T = TypeVar("T")
+MAX_PAGE_SIZE = 200
+
+
+class BadGlobalId(ValueError):
+    pass
+
+
+def encode_id(type_name: str, key: int) -> strawberry.ID:
+    return strawberry.ID(base64.urlsafe_b64encode(f"{type_name}:{key}".encode()).decode().rstrip("="))
+
+
+def decode_id(global_id: str, *expected: str) -> tuple[str, int]:
+    try:
+        padded = global_id + "=" * (-len(global_id) % 4)
+        type_name, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
+        number = int(key)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise BadGlobalId(f"{global_id!r} is not an id this API issued") from None
+    if expected and type_name not in expected:
+        raise BadGlobalId(f"{global_id!r} is a {type_name} id, not a {' or '.join(expected)} id")
+    return type_name, number
+
+
+def encode_cursor(value: str) -> str:
+    return base64.urlsafe_b64encode(f"after:{value}".encode()).decode()
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None:
+        return None
+    try:
+        kind, _, value = base64.urlsafe_b64decode(cursor.encode()).decode().partition(":")
+    except (binascii.Error, UnicodeDecodeError):
+        kind, value = "", ""
+    if kind != "after" or not value:
+        raise ValueError(f"{cursor!r} is not a cursor from this list")
+    return value
+
+
+def check_page_size(first: int) -> int:
+    if not 0 <= first <= MAX_PAGE_SIZE:
+        raise ValueError(f"first must be between 0 and {MAX_PAGE_SIZE}")
+    return first
+
+
+@strawberry.interface(description="An object with a globally unique id, fetchable with node(id:).")
+class Node:
+    id: strawberry.ID
+
+
+@strawberry.type
+class PageInfo:
+    has_next_page: bool
+    has_previous_page: bool
+    start_cursor: str | None
+    end_cursor: str | None
+
+
+@strawberry.type
+class Edge(Generic[T]):
+    node: T
+    cursor: str
+
+
+@strawberry.type
+class Connection(Generic[T]):
+    edges: list[Edge[T]]
+    page_info: PageInfo
+    total_count: int
+
+
+def connection(
+    rows: Sequence[Any],
+    convert: Callable[[Any], T],
+    *,
+    total: int,
+    has_next: bool,
+    has_previous: bool,
+    cursor_of: Callable[[Any], str],
+) -> Connection[T]:
+    edges = [Edge(node=convert(row), cursor=encode_cursor(cursor_of(row))) for row in rows]
+    return Connection(
+        edges=edges,
+        page_info=PageInfo(
+            has_next_page=has_next,
+            has_previous_page=has_previous,
+            start_cursor=edges[0].cursor if edges else None,
+            end_cursor=edges[-1].cursor if edges else None,
+        ),
+        total_count=total,
+    )

@@ -1,0 +1,80 @@
+"""The schema: queries and mutations of every domain, node(id:), limits, masking and the transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import strawberry
+from graphql import GraphQLError
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaskErrors,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from schema.context import ApiConfig, Info
+from schema.hierarchy.mutations import HierarchyMutation
+from schema.hierarchy.queries import HierarchyQuery, load_city
+from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
+from schema.identity.mutations import IdentityMutation
+from schema.identity.queries import IdentityQuery
+from schema.permissions import IsAuthenticated
+from schema.relay import BadGlobalId, Node, decode_id
+
+
+@strawberry.type
+class Query(IdentityQuery, HierarchyQuery):
+    @strawberry.field(permission_classes=[IsAuthenticated], description="Any object by its global id.")
+    async def node(self, info: Info, id: strawberry.ID) -> Node | None:
+        try:
+            type_name, key = decode_id(id)
+        except BadGlobalId as error:
+            raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT"}) from None
+        if type_name == "City":
+            city = await load_city(info)
+            return city if city is not None and city.key == key else None
+        level = TYPE_LEVELS.get(type_name)
+        if level is None:
+            return None
+        row = await info.context.loaders.nodes(level).load(key)
+        return CONVERTERS[level](row) if row is not None else None  # type: ignore[no-any-return]
+
+
+@strawberry.type
+class Mutation(IdentityMutation, HierarchyMutation):
+    pass
+
+
+class Transaction(SchemaExtension):
+    """The request owns its transaction: commit when the operation produced no errors, else roll back."""
+
+    def on_operation(self) -> Iterator[None]:
+        yield
+        # The commit itself happens in the view after execution, where it can be awaited.
+        result = self.execution_context.result
+        context = self.execution_context.context
+        context.failed = result is None or bool(result.errors)
+
+
+def _mask(error: GraphQLError) -> bool:
+    """Hide unexpected failures; keep errors the API raised on purpose (their original is a GraphQLError)."""
+    original: Any = error.original_error
+    return original is not None and not isinstance(original, GraphQLError)
+
+
+def build_schema(config: ApiConfig) -> strawberry.Schema:
+    extensions: list[Any] = [
+        Transaction,
+        QueryDepthLimiter(max_depth=config.max_depth),
+        MaxAliasesLimiter(max_alias_count=config.max_aliases),
+        MaxTokensLimiter(max_token_count=config.max_tokens),
+    ]
+    if not config.introspection:
+        extensions.append(DisableIntrospection())
+    if config.production:
+        extensions.append(MaskErrors(should_mask_error=_mask))
+    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)

@@ -1,0 +1,140 @@
+"""The hash-chained audit log: every state change appends a link holding the hash of the previous one."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.audit.models import GENESIS_HASH, AuditEntry, AuditHead
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+
+def link_hash(
+    *,
+    tenant_id: int,
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    scope: str,
+    payload: dict[str, Any],
+    prev_hash: str,
+) -> str:
+    body = canonical_json(
+        [tenant_id, seq, at.astimezone(UTC).isoformat(), actor, action, subject, scope, payload, prev_hash]
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def append(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    actor: str,
+    action: str,
+    subject: str,
+    scope: str,
+    payload: dict[str, Any],
+) -> AuditEntry:
+    """Append one link. Appends of one tenant are serialised by the lock on its head row."""
+    payload = json.loads(canonical_json(payload))
+    await session.execute(
+        text(
+            "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (:t, 0, :genesis) "
+            "ON CONFLICT (tenant_id) DO NOTHING"
+        ),
+        {"t": tenant_id, "genesis": GENESIS_HASH},
+    )
+    head = (
+        await session.execute(select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update())
+    ).scalar_one()
+    seq = head.last_seq + 1
+    at = datetime.now(UTC)
+    digest = link_hash(
+        tenant_id=tenant_id,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        scope=scope,
+        payload=payload,
+        prev_hash=head.last_hash,
+    )
+    entry = AuditEntry(
+        tenant_id=tenant_id,
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        scope=scope,
+        payload=payload,
+        prev_hash=head.last_hash,
+        hash=digest,
+    )
+    session.add(entry)
+    head.last_seq, head.last_hash = seq, digest
+    await session.flush()
+    return entry
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    tenant_id: int
+    checked: int
+    first_broken_seq: int | None
+    reason: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken_seq is None
+
+
+async def _entries(session: AsyncSession, tenant_id: int, batch: int) -> AsyncIterator[AuditEntry]:
+    stream = await session.stream_scalars(
+        select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq),
+        execution_options={"yield_per": batch},
+    )
+    async for entry in stream:
+        yield entry
+
+
+async def verify(session: AsyncSession, tenant_id: int, *, batch: int = 1000) -> VerifyReport:
+    """Walk the chain in order and report the first link that was edited, removed or moved."""
+    expected_seq, prev_hash, checked = 1, GENESIS_HASH, 0
+    async for entry in _entries(session, tenant_id, batch):
+        if entry.seq != expected_seq:
+            return VerifyReport(tenant_id, checked, expected_seq, f"link {expected_seq} is missing")
+        if entry.prev_hash != prev_hash:
+            return VerifyReport(tenant_id, checked, entry.seq, "it does not point at the link before it")
+        recomputed = link_hash(
+            tenant_id=entry.tenant_id,
+            seq=entry.seq,
+            at=entry.at,
+            actor=entry.actor,
+            action=entry.action,
+            subject=entry.subject,
+            scope=entry.scope,
+            payload=entry.payload,
+            prev_hash=entry.prev_hash,
+        )
+        if recomputed != entry.hash:
+            return VerifyReport(tenant_id, checked, entry.seq, "its contents do not match its hash")
+        checked += 1
+        expected_seq, prev_hash = entry.seq + 1, entry.hash
+    head = await session.scalar(select(AuditHead).where(AuditHead.tenant_id == tenant_id))
+    if head is not None and (head.last_seq != expected_seq - 1 or head.last_hash != prev_hash):
+        return VerifyReport(tenant_id, checked, expected_seq, f"the chain should end at link {head.last_seq}")
+    return VerifyReport(tenant_id, checked, None, None)

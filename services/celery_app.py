@@ -1,0 +1,36 @@
+"""The Celery app. Celery drives time and fan-out only; the state of every workflow lives in PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+# The longest a task may run; the broker's visibility timeout must exceed it, or Redis would hand a
+# still-running task to a second worker.
+TASK_TIME_LIMIT_SECONDS = 300
+VISIBILITY_TIMEOUT_SECONDS = 3600
+
+celery_app = Celery("liaison", include=["services.hierarchy.tasks", "services.outbox.tasks"])
+
+DURABLE_SETTINGS: dict[str, Any] = {
+    "task_acks_late": True,
+    "task_reject_on_worker_lost": True,
+    "worker_prefetch_multiplier": 1,
+    "task_time_limit": TASK_TIME_LIMIT_SECONDS,
+    "task_soft_time_limit": TASK_TIME_LIMIT_SECONDS - 30,
+    "broker_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+    "result_backend_transport_options": {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+    "task_ignore_result": True,
+    "task_serializer": "json",
+    "accept_content": ["json"],
+    "broker_connection_retry_on_startup": True,
+    "worker_hijack_root_logger": False,
+    "enable_utc": True,
+}
+
+
+def configure(broker_url: str, **overrides: Any) -> Celery:
+    celery_app.conf.update(broker_url=broker_url, **DURABLE_SETTINGS)
+    celery_app.conf.update(overrides)
+    return celery_app

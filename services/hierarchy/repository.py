@@ -1,0 +1,212 @@
+"""All SQL of the hierarchy: batched pages of children, lookups by id and code, scope rewrites."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import Select, and_, func, literal, select, text, true
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute, aliased
+
+from tenants.models import City, District, Station, Street
+
+HierarchyModel = District | Street | Station
+
+
+class Level(StrEnum):
+    DISTRICT = "district"
+    STREET = "street"
+    STATION = "station"
+
+    @property
+    def model(self) -> type[HierarchyModel]:
+        return _MODELS[self]
+
+    @property
+    def scope_prefix(self) -> str:
+        return {"district": "d", "street": "s", "station": "t"}[self.value]
+
+    @property
+    def parent(self) -> Level | None:
+        return {Level.DISTRICT: None, Level.STREET: Level.DISTRICT, Level.STATION: Level.STREET}[self]
+
+    def parent_column(self) -> InstrumentedAttribute[int]:
+        """The column that groups this level under its parent; districts hang under the tenant."""
+        if self is Level.DISTRICT:
+            return District.tenant_id
+        if self is Level.STREET:
+            return Street.district_id
+        return Station.street_id
+
+
+_MODELS: dict[Level, type[HierarchyModel]] = {Level.DISTRICT: District, Level.STREET: Street, Level.STATION: Station}
+
+# Tables whose rows carry a live scope that must follow a node when it moves. The audit log is not
+# here on purpose: it records where things were at the time, and its hashes cover that.
+LIVE_SCOPE_TABLES = ("districts", "streets", "stations", "users", "role_assignments")
+
+
+@dataclass(frozen=True, slots=True)
+class PageArgs:
+    first: int
+    after: str | None = None
+    code: str | None = None
+    name_contains: str | None = None
+    include_retired: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[Any]
+    total: int
+    has_next: bool
+    has_previous: bool
+
+
+def _filters(model: type[HierarchyModel], args: PageArgs) -> list[Any]:
+    conditions: list[Any] = []
+    if args.code is not None:
+        conditions.append(model.code == args.code)
+    if args.name_contains:
+        escaped = args.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        conditions.append(model.name.ilike(f"%{escaped}%", escape="\\"))
+    if not args.include_retired:
+        conditions.append(model.retired_at.is_(None))
+    return conditions
+
+
+def _paged(
+    level: Level, tenant_id: int, args: PageArgs, parent_column: Any, parent_condition: Any
+) -> Select[Any]:
+    model = level.model
+    after = model.code > args.after if args.after is not None else true()
+    ranked = (
+        select(
+            model,
+            parent_column.label("parent_key"),
+            func.count().over(partition_by=parent_column).label("total"),
+            func.count().filter(after).over(partition_by=parent_column).label("remaining"),
+            func.count().filter(after).over(partition_by=parent_column, order_by=model.code).label("position"),
+        )
+        .where(model.tenant_id == tenant_id, parent_condition, *_filters(model, args))
+        .subquery()
+    )
+    entity = _aliased(model, ranked)
+    return (
+        select(entity, ranked.c.parent_key, ranked.c.total, ranked.c.remaining)
+        .where(and_(after_condition(ranked, args), ranked.c.position <= args.first))
+        .order_by(ranked.c.parent_key, ranked.c.code)
+    )
+
+
+def after_condition(ranked: Any, args: PageArgs) -> Any:
+    return ranked.c.code > args.after if args.after is not None else true()
+
+
+def _aliased(model: type[HierarchyModel], subquery: Any) -> Any:
+    return aliased(model, subquery)
+
+
+async def pages_by_parent(
+    session: AsyncSession, level: Level, tenant_id: int, parent_ids: Sequence[int], args: PageArgs
+) -> dict[int, Page]:
+    """One statement for the pages of children of many parents (the DataLoader batch)."""
+    parent_column = level.parent_column()
+    statement = _paged(level, tenant_id, args, parent_column, parent_column.in_(list(parent_ids)))
+    return _collect(await session.execute(statement), parent_ids, args)
+
+
+async def page_of_all(session: AsyncSession, level: Level, tenant_id: int, args: PageArgs) -> Page:
+    """A page of every visible node of a level (one partition)."""
+    statement = _paged(level, tenant_id, args, literal(0), true())
+    return _collect(await session.execute(statement), [0], args)[0]
+
+
+def _collect(result: Any, parent_ids: Sequence[int], args: PageArgs) -> dict[int, Page]:
+    grouped: dict[int, list[Any]] = {}
+    totals: dict[int, tuple[int, int]] = {}
+    for node, parent_key, total, remaining in result:
+        grouped.setdefault(parent_key, []).append(node)
+        totals[parent_key] = (total, remaining)
+    pages: dict[int, Page] = {}
+    for parent_id in parent_ids:
+        total, remaining = totals.get(parent_id, (0, 0))
+        rows = grouped.get(parent_id, [])
+        pages[parent_id] = Page(
+            rows=rows,
+            total=total,
+            has_next=remaining > args.first,
+            has_previous=args.after is not None and total > remaining,
+        )
+    return pages
+
+
+async def city(session: AsyncSession, tenant_id: int) -> City | None:
+    found: City | None = await session.scalar(select(City).where(City.tenant_id == tenant_id))
+    return found
+
+
+async def by_ids(session: AsyncSession, level: Level, tenant_id: int, ids: Sequence[int]) -> dict[int, Any]:
+    model = level.model
+    rows = await session.scalars(select(model).where(model.tenant_id == tenant_id, model.id.in_(list(ids))))
+    return {row.id: row for row in rows}
+
+
+async def by_code(session: AsyncSession, level: Level, tenant_id: int, code: str) -> Any:
+    model = level.model
+    return await session.scalar(select(model).where(model.tenant_id == tenant_id, model.code == code))
+
+
+async def next_id(session: AsyncSession, level: Level) -> int:
+    table = level.model.__tablename__
+    value = await session.scalar(text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id'))"))
+    return int(value)
+
+
+async def active_children(session: AsyncSession, level: Level, tenant_id: int, node_id: int) -> int:
+    child = {Level.DISTRICT: Level.STREET, Level.STREET: Level.STATION}.get(level)
+    if child is None:
+        return 0
+    model = child.model
+    count = await session.scalar(
+        select(func.count())
+        .select_from(model)
+        .where(model.tenant_id == tenant_id, child.parent_column() == node_id, model.retired_at.is_(None))
+    )
+    return int(count or 0)
+
+
+async def rewrite_scopes(session: AsyncSession, tenant_id: int, old_scope: str, new_scope: str) -> None:
+    """Move every live row at or below old_scope to the same place below new_scope."""
+    for table in LIVE_SCOPE_TABLES:
+        await session.execute(
+            text(
+                f"UPDATE {table} SET scope = text2ltree(:new) || subpath(scope, nlevel(text2ltree(:old))) "
+                "WHERE tenant_id = :tenant_id AND scope <@ text2ltree(:old)"
+            ),
+            {"tenant_id": tenant_id, "old": old_scope, "new": new_scope},
+        )
+
+
+
+async def allocate_ids(session: AsyncSession, level: Level, count: int) -> list[int]:
+    table = level.model.__tablename__
+    rows = await session.scalars(
+        text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+        {"n": count},
+    )
+    return [int(value) for value in rows]
+
+
+async def insert_many(session: AsyncSession, level: Level, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        await session.execute(level.model.__table__.insert(), rows)
+
+
+async def codes_of(session: AsyncSession, level: Level, tenant_id: int) -> dict[str, Any]:
+    model = level.model
+    result = await session.execute(select(model.code, model.id, model.scope).where(model.tenant_id == tenant_id))
+    return {code: (node_id, scope) for code, node_id, scope in result}

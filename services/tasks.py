@@ -1,0 +1,28 @@
+"""How a task reaches tenant data: ids and the tenant in, its own tenant-scoped unit of work inside."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services import runtime
+from services.unit_of_work import unit_of_work
+from tenants.context import TenantContext
+
+T = TypeVar("T")
+
+
+def run_in_tenant(tenant_id: int, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]) -> T:
+    context = TenantContext.whole_tenant(tenant_id, "system:worker")
+
+    async def run() -> T:
+        async with unit_of_work(runtime.database(), context) as session:
+            return await work(session, context)
+
+    return runtime.run(run)
+
+
+def task_kwargs(kwargs: dict[str, Any]) -> tuple[int, int]:
+    return int(kwargs["tenant_id"]), int(kwargs["outbox_id"])

@@ -1,0 +1,69 @@
+"""The tenant context every transaction carries, validated before it reaches SQL."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+SCOPE_PATTERN = re.compile(r"^[a-z][0-9]{1,18}(\.[a-z][0-9]{1,18}){0,7}$")
+PRINCIPAL_PATTERN = re.compile(r"^[a-z]{2,16}:[A-Za-z0-9_.@-]{1,64}$")
+MAX_TENANT_ID = 2**63 - 1
+
+
+class InvalidContext(ValueError):
+    """A tenant id, scope path or principal that must never be written into SQL."""
+
+
+def city_scope(tenant_id: int) -> str:
+    return f"c{tenant_id}"
+
+
+def validate_scope(path: str) -> str:
+    if not isinstance(path, str) or not SCOPE_PATTERN.fullmatch(path):
+        raise InvalidContext(f"scope {path!r} is not a hierarchy path such as c1.d3.s12.t5")
+    return path
+
+
+def scope_is_within(path: str, ancestor: str) -> bool:
+    return path == ancestor or path.startswith(ancestor + ".")
+
+
+@dataclass(frozen=True, slots=True)
+class TenantContext:
+    """Who is asking, in which tenant, over which parts of its hierarchy."""
+
+    tenant_id: int
+    scopes: tuple[str, ...]
+    principal: str
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tenant_id, bool) or not isinstance(self.tenant_id, int):
+            raise InvalidContext("tenant id must be an integer")
+        if not 0 < self.tenant_id <= MAX_TENANT_ID:
+            raise InvalidContext("tenant id is out of range")
+        if not self.scopes:
+            raise InvalidContext("a context needs at least one scope")
+        root = city_scope(self.tenant_id)
+        for scope in self.scopes:
+            validate_scope(scope)
+            if not scope_is_within(scope, root):
+                raise InvalidContext(f"scope {scope} lies outside tenant {self.tenant_id}")
+        if not isinstance(self.principal, str) or not PRINCIPAL_PATTERN.fullmatch(self.principal):
+            raise InvalidContext(f"principal {self.principal!r} is not of the form kind:name")
+
+    @classmethod
+    def whole_tenant(cls, tenant_id: int, principal: str) -> TenantContext:
+        return cls(tenant_id, (city_scope(tenant_id),), principal)
+
+    def set_local_statement(self) -> str:
+        """The SET LOCAL statements for this context.
+
+        SET cannot take bind parameters, so the values are interpolated; __post_init__ has already
+        restricted them to digits, letters, dots, colons and a few safe punctuation marks.
+        """
+        scopes = "{" + ",".join(self.scopes) + "}"
+        return (
+            f"SET LOCAL app.tenant_id = '{self.tenant_id}'; "
+            f"SET LOCAL app.scopes = '{scopes}'; "
+            f"SET LOCAL app.principal = '{self.principal}'"
+        )
