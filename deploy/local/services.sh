@@ -66,8 +66,9 @@ install_redis() {
 # -------------------------------------------------------------- postgresql
 
 # Run a command as the postgres OS user (from / so it never complains about
-# not being able to enter root's cwd).
-as_pg() { (cd / && runuser -u postgres -- "$@"); }
+# not being able to enter root's cwd). fd 9 is the start/stop lock: a server
+# inheriting it would hold the lock forever.
+as_pg() { (cd / && runuser -u postgres -- "$@" 9>&-); }
 
 # Real data directory: .local/pg, or the target of the .local/pg symlink.
 pg_data() {
@@ -154,7 +155,7 @@ start_postgres() {
     fi
 
     for i in $(seq 1 60); do
-        "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" && break
+        "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres && break
         [ "$i" = 60 ] && die "PostgreSQL on port $PG_PORT did not become ready."
         sleep 0.5
     done
@@ -188,7 +189,7 @@ start_redis() {
     mkdir -p "$REDIS_DIR"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
         --save "" --appendonly no --daemonize yes \
-        --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log"
+        --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" 9>&-
     for i in $(seq 1 40); do
         redis_up && return 0
         sleep 0.25
