@@ -63,6 +63,12 @@ class LiaisonGraphQL(GraphQL[Context, None]):
         context = await self.get_context(request, sub_response)
         try:
             response = await super().run(request, context, root_value)
+        except HTTPException as error:
+            if context.work is not None:
+                await context.work.rollback()
+            if request.method == "GET" and "mutation" in error.reason.lower():
+                raise HTTPException(405, "mutations must be sent with POST") from None
+            raise
         except BaseException:
             if context.work is not None:
                 await context.work.rollback()
@@ -80,14 +86,16 @@ class LiaisonGraphQL(GraphQL[Context, None]):
         return prepared if prepared is not None else await super().get_sub_response(request)
 
     def _negotiate(self, request: Request, response: Response) -> Response:
-        """Answer in application/graphql-response+json when the client asks for it (GraphQL over HTTP):
+        """Answer in application/graphql-response+json when the client asks for it (GraphQL over HTTP);
         then a request that never reached execution is a 400."""
         if GRAPHQL_RESPONSE not in request.headers.get("accept", "") or response.media_type != "application/json":
             return response
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         if response.status_code == 200:
             body = json.loads(bytes(response.body))
-            if isinstance(body, dict) and "data" not in body and body.get("errors"):
+            errors = body.get("errors") if isinstance(body, dict) else None
+            # Parse and validation errors carry no path: execution never started.
+            if errors and body.get("data") is None and all("path" not in error for error in errors):
                 response.status_code = 400
         return response
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -51,6 +54,7 @@ class Context:
     principal: Principal | None
     work: UnitOfWork | None = None
     failed: bool = False
+    _db_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _loaders: HierarchyLoaders | None = field(default=None, repr=False)
 
     def require_principal(self) -> Principal:
@@ -58,11 +62,17 @@ class Context:
             raise NotAuthenticated("sign in first: send 'Authorization: Bearer <token>'")
         return self.principal
 
-    async def session(self) -> AsyncSession:
-        """The request's one tenant-scoped transaction, opened on first use."""
-        if self.work is None:
-            self.work = UnitOfWork(self.config.database, self.require_principal().context)
-        return await self.work.session()
+    @asynccontextmanager
+    async def db(self) -> AsyncIterator[AsyncSession]:
+        """The request's one tenant-scoped transaction, opened on first use.
+
+        Sibling resolvers run concurrently, and a session allows one statement at a time: the lock
+        takes them in turn.
+        """
+        async with self._db_lock:
+            if self.work is None:
+                self.work = UnitOfWork(self.config.database, self.require_principal().context)
+            yield await self.work.session()
 
     @property
     def loaders(self) -> HierarchyLoaders:

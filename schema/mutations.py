@@ -20,13 +20,13 @@ T = TypeVar("T")
 async def run_service(
     info: Info, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]
 ) -> T | Error:
-    session = await info.context.session()
     actor = info.context.require_principal().context
-    try:
-        async with atomic(session):
-            return await work(session, actor)
-    except DomainError as error:
-        return from_domain(error)
+    async with info.context.db() as session:
+        try:
+            async with atomic(session):
+                return await work(session, actor)
+        except DomainError as error:
+            return from_domain(error)
 
 
 def parse_id(global_id: str, field: str, *types: str) -> tuple[str, int]:

@@ -67,14 +67,15 @@ def _mask(error: GraphQLError) -> bool:
 
 
 def build_schema(config: ApiConfig) -> strawberry.Schema:
+    # Factories, so each request gets fresh extension instances.
     extensions: list[Any] = [
         Transaction,
-        QueryDepthLimiter(max_depth=config.max_depth),
-        MaxAliasesLimiter(max_alias_count=config.max_aliases),
-        MaxTokensLimiter(max_token_count=config.max_tokens),
+        lambda: QueryDepthLimiter(max_depth=config.max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=config.max_aliases),
+        lambda: MaxTokensLimiter(max_token_count=config.max_tokens),
     ]
     if not config.introspection:
-        extensions.append(DisableIntrospection())
+        extensions.append(DisableIntrospection)
     if config.production:
-        extensions.append(MaskErrors(should_mask_error=_mask))
+        extensions.append(lambda: MaskErrors(should_mask_error=_mask))
     return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)

@@ -30,8 +30,8 @@ class HierarchyLoaders:
         if key not in self._pages:
 
             async def load(parent_ids: list[int]) -> Sequence[Page]:
-                session = await self._context.session()
-                pages = await repository.pages_by_parent(session, level, self.tenant_id, parent_ids, args)
+                async with self._context.db() as session:
+                    pages = await repository.pages_by_parent(session, level, self.tenant_id, parent_ids, args)
                 nodes = self.nodes(level)
                 for page in pages.values():
                     for row in page.rows:
@@ -45,8 +45,8 @@ class HierarchyLoaders:
         if level not in self._nodes:
 
             async def load(ids: list[int]) -> Sequence[Any]:
-                session = await self._context.session()
-                found = await repository.by_ids(session, level, self.tenant_id, ids)
+                async with self._context.db() as session:
+                    found = await repository.by_ids(session, level, self.tenant_id, ids)
                 return [found.get(node_id) for node_id in ids]
 
             self._nodes[level] = DataLoader(load_fn=load)
@@ -55,6 +55,6 @@ class HierarchyLoaders:
     async def city(self) -> Any:
         """The caller's city row, fetched at most once per request."""
         if self._city is None:
-            session = await self._context.session()
-            self._city = (await repository.city(session, self.tenant_id),)
+            async with self._context.db() as session:
+                self._city = (await repository.city(session, self.tenant_id),)
         return self._city[0]

@@ -15,8 +15,8 @@ async def load_city(info: Info) -> City | None:
 
 
 async def flat_list(info: Info, level: Level, args: PageArgs) -> Connection[object]:
-    session = await info.context.session()
-    page = await repository.page_of_all(session, level, info.context.require_principal().tenant_id, args)
+    async with info.context.db() as session:
+        page = await repository.page_of_all(session, level, info.context.require_principal().tenant_id, args)
     return connection(
         page.rows,
         CONVERTERS[level],

@@ -184,7 +184,8 @@ async def rewrite_scopes(session: AsyncSession, tenant_id: int, old_scope: str, 
     for table in LIVE_SCOPE_TABLES:
         await session.execute(
             text(
-                f"UPDATE {table} SET scope = text2ltree(:new) || subpath(scope, nlevel(text2ltree(:old))) "
+                f"UPDATE {table} SET scope = CASE WHEN scope = text2ltree(:old) THEN text2ltree(:new) "
+                "ELSE text2ltree(:new) || subpath(scope, nlevel(text2ltree(:old))) END "
                 "WHERE tenant_id = :tenant_id AND scope <@ text2ltree(:old)"
             ),
             {"tenant_id": tenant_id, "old": old_scope, "new": new_scope},

@@ -1,0 +1,88 @@
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import httpx
+from sqlalchemy import event
+
+from schema.context import ApiConfig
+from tenants.context import city_scope
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class TenantInfo:
+    code: str
+    tenant_id: int
+
+    @property
+    def scope(self) -> str:
+        return city_scope(self.tenant_id)
+
+
+class Api:
+    def __init__(self, client: httpx.AsyncClient, config: ApiConfig) -> None:
+        self.client = client
+        self.config = config
+
+    def token(
+        self,
+        tenant: TenantInfo | str,
+        roles: list[str],
+        scopes: list[str] | None = None,
+        *,
+        sub: str = "operator:test",
+        ttl: timedelta = timedelta(minutes=10),
+    ) -> str:
+        code = tenant.code if isinstance(tenant, TenantInfo) else tenant
+        default = [tenant.scope] if isinstance(tenant, TenantInfo) else ["c1"]
+        return self.config.tokens.issue(sub=sub, tenant=code, scopes=scopes or default, roles=roles, ttl=ttl)
+
+    async def post(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None,
+                   headers: dict[str, str] | None = None) -> httpx.Response:
+        all_headers = {**(headers or {})}
+        if token:
+            all_headers["Authorization"] = f"Bearer {token}"
+        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}},
+                                      headers=all_headers)
+
+    async def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
+        """Data of a query that must succeed."""
+        response = await self.post(query, variables, token)
+        assert response.status_code == 200, response.text
+        body = response.json()
+        assert not body.get("errors"), body["errors"]
+        return body["data"]
+
+    @contextmanager
+    def count_statements(self) -> Iterator[list[str]]:
+        statements: list[str] = []
+
+        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        engine = self.config.database.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", record)
+        try:
+            yield statements
+        finally:
+            event.remove(engine, "before_cursor_execute", record)
+
+
+async def wait_for(probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.2) -> T:
+    """Poll until probe returns a truthy value (work done by another process)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = await probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"nothing happened within {timeout} s")
+        await asyncio.sleep(interval)
