@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, NoReturn, TypeVar
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -43,7 +42,7 @@ out = Console()
 
 def fail(sentence: str) -> NoReturn:
     """Bad input: one sentence on stderr and exit code 2."""
-    console.print(f"liaison: {sentence}", highlight=False)
+    console.print(f"liaison: {sentence}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -300,11 +299,13 @@ def demo_command(
 def main() -> None:
     """Entry point: usage errors become one sentence and exit code 2."""
     try:
-        app(standalone_mode=False)
-    except click.UsageError as error:
-        console.print(f"liaison: {error.format_message()}", highlight=False)
-        sys.exit(2)
-    except click.exceptions.Abort:
+        # Without standalone mode click returns the exit code of typer.Exit instead of raising it.
+        code = app(standalone_mode=False)
+    except typer.TyperException as error:  # usage errors: bad options, missing values, unknown commands
+        console.print(f"liaison: {error.format_message()}", highlight=False, soft_wrap=True)
+        sys.exit(int(getattr(error, "exit_code", 2)))
+    except typer.Abort:
         sys.exit(130)
-    except click.exceptions.Exit as done:
+    except typer.Exit as done:
         sys.exit(done.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

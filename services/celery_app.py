@@ -30,7 +30,9 @@ DURABLE_SETTINGS: dict[str, Any] = {
 }
 
 
+celery_app.conf.update(DURABLE_SETTINGS)
+
+
 def configure(broker_url: str, **overrides: Any) -> Celery:
-    celery_app.conf.update(broker_url=broker_url, **DURABLE_SETTINGS)
-    celery_app.conf.update(overrides)
+    celery_app.conf.update(broker_url=broker_url, **overrides)
     return celery_app

@@ -8,15 +8,16 @@ from contextlib import asynccontextmanager
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.outbox.service import PENDING_KEY, publish_committed, take_pending
+from services.outbox.service import PENDING_KEY, Publisher, celery_publisher, publish_committed, take_pending
 from tenants.context import TenantContext
 from tenants.db import Database, set_context
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, context: TenantContext) -> None:
+    def __init__(self, database: Database, context: TenantContext, publisher: Publisher = celery_publisher) -> None:
         self.database = database
         self.context = context
+        self.publisher = publisher
         self._session: AsyncSession | None = None
 
     async def session(self) -> AsyncSession:
@@ -38,7 +39,7 @@ class UnitOfWork:
         finally:
             await session.close()
         if pending:
-            await publish_committed(self.database, self.context, pending)
+            await publish_committed(self.database, self.context, pending, self.publisher)
 
     async def rollback(self) -> None:
         session, self._session = self._session, None

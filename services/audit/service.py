@@ -103,12 +103,23 @@ class VerifyReport:
 
 
 async def _entries(session: AsyncSession, tenant_id: int, batch: int) -> AsyncIterator[AuditEntry]:
-    stream = await session.stream_scalars(
-        select(AuditEntry).where(AuditEntry.tenant_id == tenant_id).order_by(AuditEntry.seq),
-        execution_options={"yield_per": batch},
-    )
-    async for entry in stream:
-        yield entry
+    """The tenant's links in order, a batch at a time (keyset pages, so a long chain never sits in memory)."""
+    after = 0
+    while True:
+        page = (
+            await session.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.tenant_id == tenant_id, AuditEntry.seq > after)
+                .order_by(AuditEntry.seq)
+                .limit(batch)
+            )
+        ).all()
+        for entry in page:
+            yield entry
+        if len(page) < batch:
+            return
+        after = page[-1].seq
+        session.expunge_all()
 
 
 async def verify(session: AsyncSession, tenant_id: int, *, batch: int = 1000) -> VerifyReport:

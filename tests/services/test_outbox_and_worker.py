@@ -1,0 +1,160 @@
+"""The outbox with the real broker and a real worker: sent only after commit, never for a rollback,
+sent once by competing relays, and handled idempotently by the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from datetime import timedelta
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+from sqlalchemy import text
+
+from deploy.settings import Settings
+from services.celery_app import DURABLE_SETTINGS, VISIBILITY_TIMEOUT_SECONDS, celery_app
+from services.outbox.service import enqueue, relay_tenant
+from services.unit_of_work import UnitOfWork, unit_of_work
+from tenants.context import TenantContext
+from tenants.db import Database
+from tests.helpers import Api, TenantInfo, wait_for
+
+PROBE_QUEUE = "outbox-probe"
+
+
+def probe_publisher(task: str, kwargs: dict[str, Any], task_id: str) -> None:
+    """Publish through the real broker to a queue no worker listens on, so the test can count messages."""
+    celery_app.send_task(task, kwargs=kwargs, task_id=task_id, queue=PROBE_QUEUE)
+
+
+def queued(settings: Settings) -> list[dict[str, Any]]:
+    client = redis.Redis.from_url(settings.celery_broker_url)
+    return [json.loads(raw) for raw in client.lrange(PROBE_QUEUE, 0, -1)]
+
+
+@pytest.fixture
+def probe_queue(settings: Settings) -> None:
+    redis.Redis.from_url(settings.celery_broker_url).delete(PROBE_QUEUE)
+
+
+def test_durability_settings_are_pinned() -> None:
+    conf = celery_app.conf
+    assert conf.task_acks_late is True
+    assert conf.task_reject_on_worker_lost is True
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
+    assert conf.result_backend_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
+    assert VISIBILITY_TIMEOUT_SECONDS > conf.task_time_limit
+    assert DURABLE_SETTINGS["task_acks_late"] is True
+
+
+async def notifications_from(owner_dsn: str, tenant_id: int, source: str) -> list[tuple[str, str]]:
+    def read() -> list[tuple[str, str]]:
+        with psycopg.connect(owner_dsn) as conn:
+            return conn.execute(
+                "SELECT kind, scope::text FROM notifications WHERE tenant_id = %s AND source = %s",
+                (tenant_id, source),
+            ).fetchall()
+
+    return await asyncio.to_thread(read)
+
+
+async def test_a_committed_change_reaches_the_worker(api: Api, alpha: TenantInfo, owner_dsn: str,
+                                                     worker: subprocess.Popen[bytes]) -> None:
+    admin = api.token(alpha, ["city_admin"])
+    created = await api.gql('mutation { createDistrict(input: {code: "OUTBOX1", name: "发件区"}) {'
+                            ' ... on DistrictPayload { district { scope } } } }', token=admin)
+    scope = created["createDistrict"]["district"]["scope"]
+    with psycopg.connect(owner_dsn) as conn:
+        outbox_id, sent_at = conn.execute(
+            "SELECT id, sent_at FROM outbox WHERE tenant_id = %s AND scope = %s::ltree",
+            (alpha.tenant_id, scope),
+        ).fetchone() or (None, None)
+    assert outbox_id is not None and sent_at is not None
+
+    async def delivered() -> list[tuple[str, str]]:
+        return await notifications_from(owner_dsn, alpha.tenant_id, f"outbox:{outbox_id}")
+
+    assert await wait_for(delivered) == [("district.created", alpha.scope)]
+
+    # The same message delivered again (a redelivery) changes nothing.
+    celery_app.send_task("hierarchy.node_changed", task_id=f"outbox-{alpha.tenant_id}-{outbox_id}-again", kwargs={
+        "tenant_id": alpha.tenant_id, "outbox_id": outbox_id, "action": "district.created",
+        "level": "district", "node_id": int(scope.rsplit(".d", 1)[1]), "actor": "operator:test"})
+    await asyncio.sleep(1.5)
+    assert await delivered() == [("district.created", alpha.scope)]
+
+
+async def test_a_rolled_back_transaction_sends_nothing(database: Database, alpha: TenantInfo, settings: Settings,
+                                                       owner_dsn: str, probe_queue: None) -> None:
+    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
+
+    class Abort(Exception):
+        pass
+
+    with pytest.raises(Abort):
+        async with unit_of_work(database, context) as session:
+            await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.never",
+                          kwargs={"n": 1})
+            raise Abort
+    with psycopg.connect(owner_dsn) as conn:
+        rows = conn.execute("SELECT count(*) FROM outbox WHERE task = 'probe.never'").fetchone()
+    assert rows == (0,)
+    sent = await relay_tenant(database, alpha.tenant_id, grace=timedelta(0), publisher=probe_publisher)
+    assert sent == 0
+    assert queued(settings) == []
+
+
+async def test_after_commit_exactly_one_message(database: Database, alpha: TenantInfo, settings: Settings,
+                                                probe_queue: None) -> None:
+    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
+    work = UnitOfWork(database, context, publisher=probe_publisher)
+    session = await work.session()
+    message = await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.commit",
+                            kwargs={"n": 2})
+    await session.flush()
+    assert queued(settings) == []  # nothing before the commit
+    await work.commit()
+    (body,) = queued(settings)
+    assert body["headers"]["id"] == f"outbox-{alpha.tenant_id}-{message.id}"
+    assert body["headers"]["task"] == "probe.commit"
+    # Marked sent: the relay has nothing left to send.
+    assert await relay_tenant(database, alpha.tenant_id, grace=timedelta(0), publisher=probe_publisher) == 0
+    assert len(queued(settings)) == 1
+
+
+async def test_competing_relays_send_each_message_once(database: Database, beta: TenantInfo, settings: Settings,
+                                                       probe_queue: None) -> None:
+    context = TenantContext.whole_tenant(beta.tenant_id, "system:test")
+    async with database.scoped(context) as session:
+        for n in range(40):
+            await enqueue(session, tenant_id=beta.tenant_id, scope=beta.scope, task="probe.many", kwargs={"n": n})
+        session.info.clear()  # leave them all to the relays
+    counts = await asyncio.gather(*(
+        relay_tenant(database, beta.tenant_id, grace=timedelta(0), publisher=probe_publisher) for _ in range(4)
+    ))
+    assert sum(counts) == 40
+    ids = [body["headers"]["id"] for body in queued(settings)]
+    assert len(ids) == 40 and len(set(ids)) == 40
+    async with database.scoped(context) as session:
+        unsent = await session.scalar(text("SELECT count(*) FROM outbox WHERE sent_at IS NULL"))
+    assert unsent == 0
+
+
+async def test_a_savepoint_rolled_back_takes_its_messages_with_it(database: Database, alpha: TenantInfo,
+                                                                  settings: Settings, probe_queue: None) -> None:
+    from services.unit_of_work import atomic
+
+    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
+    work = UnitOfWork(database, context, publisher=probe_publisher)
+    session = await work.session()
+    await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.kept", kwargs={})
+    with pytest.raises(LookupError):
+        async with atomic(session):
+            await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.undone", kwargs={})
+            raise LookupError
+    await work.commit()
+    assert [body["headers"]["task"] for body in queued(settings)] == ["probe.kept"]
