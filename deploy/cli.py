@@ -61,7 +61,12 @@ def run_with_database(work: Callable[[Database], Awaitable[T]], settings: Settin
 @contextmanager
 def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[int], None]]]:
     with Progress(
-        TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console, transient=False
+        TextColumn(label),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     ) as progress:
 
         def factory(total: int) -> Callable[[int], None]:
@@ -77,7 +82,9 @@ def print_seed(result: SeedResult, code: str) -> None:
     table.add_column("created", justify="right")
     table.add_column("already there", justify="right")
     for level in Level:
-        table.add_row(level.value, str(result.report.created[level.value]), str(result.report.kept[level.value]))
+        table.add_row(
+            level.value, str(result.report.created[level.value]), str(result.report.kept[level.value])
+        )
     out.print(table)
     if result.users:
         out.print(f"users created: {', '.join(result.users)} (password {DEMO_PASSWORD!r})")
@@ -164,7 +171,9 @@ async def resolve_scope(database: Database, tenant: str, node: str | None) -> tu
 def token_command(
     tenant: Annotated[str, typer.Option(help="Tenant code, e.g. beijing.")],
     role: Annotated[list[str], typer.Option(help="Role; repeat for several.")],
-    scope: Annotated[str | None, typer.Option(help="Node code or scope path; the whole tenant when omitted.")] = None,
+    scope: Annotated[
+        str | None, typer.Option(help="Node code or scope path; the whole tenant when omitted.")
+    ] = None,
     ttl: Annotated[str, typer.Option(help="Lifetime, e.g. 30m, 1h, 7d.")] = "1h",
     sub: Annotated[str, typer.Option(help="Subject of the token.")] = "operator:cli",
 ) -> None:
@@ -180,7 +189,9 @@ def token_command(
     _, path = resolved
     codec = runtime.token_codec(settings)
     try:
-        token = codec.issue(sub=sub, tenant=tenant, scopes=[path], roles=[Role(r).value for r in role], ttl=lifetime)
+        token = codec.issue(
+            sub=sub, tenant=tenant, scopes=[path], roles=[Role(r).value for r in role], ttl=lifetime
+        )
     except ValueError as error:
         fail(f"{error}.")
     out.print(token, soft_wrap=True, highlight=False)
@@ -199,7 +210,9 @@ def audit_verify_command(
             tenant_id = await database.tenant_id_for(code)
             if tenant_id is None:
                 return f"tenant {code!r} does not exist."
-            async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:audit")) as session:
+            async with unit_of_work(
+                database, TenantContext.whole_tenant(tenant_id, "system:audit")
+            ) as session:
                 reports.append(await audit.verify(session, tenant_id))
         return reports
 
@@ -271,11 +284,22 @@ def demo_command(
     listen_port = port or settings.port
     worker = subprocess.Popen(worker_argv(1, beat=True, loglevel="warning"))
     server = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "deploy.asgi:app", "--host", settings.host, "--port", str(listen_port)]
+        [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "deploy.asgi:app",
+            "--host",
+            settings.host,
+            "--port",
+            str(listen_port),
+        ]
     )
     out.print(f"\nGraphiQL: http://{settings.host}:{listen_port}/graphql")
     out.print(f"Admin token (city_admin of beijing, 7 days):\n{token}\n", soft_wrap=True, highlight=False)
-    out.print(f"Or sign in: mutation {{ login(tenant: \"beijing\", username: \"admin\", password: \"{DEMO_PASSWORD}\") }}")
+    out.print(
+        f'Or sign in: mutation {{ login(tenant: "beijing", username: "admin", password: "{DEMO_PASSWORD}") }}'
+    )
     out.print("Ctrl-C stops the server and the worker.")
     try:
         while server.poll() is None and worker.poll() is None:

@@ -32,7 +32,11 @@ def beijing_tree(path: Path = BEIJING) -> tuple[dict[str, Any], list[TreeNode]]:
             district["code"],
             district["name"],
             [
-                TreeNode(street["code"], street["name"], [TreeNode(c["code"], c["name"]) for c in street["communities"]])
+                TreeNode(
+                    street["code"],
+                    street["name"],
+                    [TreeNode(c["code"], c["name"]) for c in street["communities"]],
+                )
                 for street in district["streets"]
             ],
         )
@@ -136,7 +140,9 @@ async def seed_users(database: Database, tenant_id: int, users: list[DemoUser], 
     return created
 
 
-async def seed_demo(database: Database, progress_factory: Callable[[int], Progress] | None = None) -> SeedResult:
+async def seed_demo(
+    database: Database, progress_factory: Callable[[int], Progress] | None = None
+) -> SeedResult:
     data, districts = beijing_tree()
     progress = progress_factory(count_nodes(districts)) if progress_factory else None
     tenant_id, created, report = await seed_tree(database, "beijing", data["name"], districts, progress)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -14,10 +15,13 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 LOCAL_DIR = REPO_ROOT / ".local"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/liaison"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:56379/0"
+ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_file=LOCAL_DIR / "services.env", extra="ignore", populate_by_name=True)
+    model_config = SettingsConfigDict(
+        env_file=LOCAL_DIR / "services.env", extra="ignore", populate_by_name=True
+    )
 
     # A role allowed to create extensions and roles (the private cluster's superuser by default):
     # migrations run with it, then create tables as the owner role.
@@ -45,6 +49,16 @@ class Settings(BaseSettings):
     max_tokens: int = Field(5000, alias="LIAISON_MAX_TOKENS")
     host: str = Field("127.0.0.1", alias="LIAISON_HOST")
     port: int = Field(8000, alias="LIAISON_PORT")
+
+    @field_validator("owner_role", "app_role")
+    @classmethod
+    def _plain_identifier(cls, value: str) -> str:
+        # Role names are written into DDL (roles cannot be bind parameters).
+        if not ROLE_NAME.fullmatch(value):
+            raise ValueError(
+                "a role name is 1 to 63 lowercase letters, digits or '_', starting with a letter"
+            )
+        return value
 
     @cached_property
     def app_url(self) -> str:

@@ -88,7 +88,10 @@ class LiaisonGraphQL(GraphQL[Context, None]):
     def _negotiate(self, request: Request, response: Response) -> Response:
         """Answer in application/graphql-response+json when the client asks for it (GraphQL over HTTP);
         then a request that never reached execution is a 400."""
-        if GRAPHQL_RESPONSE not in request.headers.get("accept", "") or response.media_type != "application/json":
+        if (
+            GRAPHQL_RESPONSE not in request.headers.get("accept", "")
+            or response.media_type != "application/json"
+        ):
             return response
         response.headers["content-type"] = f"{GRAPHQL_RESPONSE}; charset=utf-8"
         if response.status_code == 200:

@@ -62,7 +62,9 @@ class InvalidCredentialsError(Error):
     pass
 
 
-AnyError = NotFoundError | OutOfScopeError | DuplicateCodeError | InvalidInputError | ConflictError | ForbiddenError
+AnyError = (
+    NotFoundError | OutOfScopeError | DuplicateCodeError | InvalidInputError | ConflictError | ForbiddenError
+)
 
 _BY_CODE: dict[str, type[Error]] = {
     "NOT_FOUND": NotFoundError,

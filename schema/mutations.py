@@ -17,9 +17,7 @@ from tenants.context import TenantContext
 T = TypeVar("T")
 
 
-async def run_service(
-    info: Info, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]
-) -> T | Error:
+async def run_service(info: Info, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]) -> T | Error:
     actor = info.context.require_principal().context
     async with info.context.db() as session:
         try:
@@ -34,4 +32,3 @@ def parse_id(global_id: str, field: str, *types: str) -> tuple[str, int]:
         return decode_id(global_id, *types)
     except BadGlobalId as error:
         raise InvalidInput(str(error), field=field) from None
-

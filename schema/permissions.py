@@ -23,7 +23,7 @@ def _unauthenticated(info: Info) -> None:
 
 class IsAuthenticated(BasePermission):
     message = SIGN_IN_FIRST
-    error_extensions = {"code": "UNAUTHENTICATED"}
+    error_extensions = {"code": "UNAUTHENTICATED"}  # noqa: RUF012 (strawberry reads this class attribute)
 
     def has_permission(self, source: Any, info: Info, **kwargs: Any) -> bool:
         if info.context.principal is not None:
@@ -50,3 +50,6 @@ class RequireRoles(FieldExtension):
             wanted = " or ".join(role.value for role in self.roles)
             return ForbiddenError(code=ErrorCode.FORBIDDEN, message=f"only a {wanted} may do this")
         return await next_(source, info, **kwargs)
+
+
+SIGNED_IN: list[type[BasePermission]] = [IsAuthenticated]

@@ -22,13 +22,13 @@ from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
-from schema.permissions import IsAuthenticated
+from schema.permissions import SIGNED_IN
 from schema.relay import BadGlobalId, Node, decode_id
 
 
 @strawberry.type
 class Query(IdentityQuery, HierarchyQuery):
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Any object by its global id.")
+    @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         try:
             type_name, key = decode_id(id)
@@ -41,7 +41,7 @@ class Query(IdentityQuery, HierarchyQuery):
         if level is None:
             return None
         row = await info.context.loaders.nodes(level).load(key)
-        return CONVERTERS[level](row) if row is not None else None  # type: ignore[no-any-return]
+        return CONVERTERS[level](row) if row is not None else None
 
 
 @strawberry.type

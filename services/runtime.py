@@ -30,4 +30,4 @@ def run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
     global _loop
     if _loop is None or _loop.is_closed():
         _loop = asyncio.new_event_loop()
-    return _loop.run_until_complete(coroutine_factory())  # type: ignore[arg-type]
+    return _loop.run_until_complete(coroutine_factory())

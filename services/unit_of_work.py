@@ -14,7 +14,9 @@ from tenants.db import Database, set_context
 
 
 class UnitOfWork:
-    def __init__(self, database: Database, context: TenantContext, publisher: Publisher = celery_publisher) -> None:
+    def __init__(
+        self, database: Database, context: TenantContext, publisher: Publisher = celery_publisher
+    ) -> None:
         self.database = database
         self.context = context
         self.publisher = publisher

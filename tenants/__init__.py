@@ -1,4 +1,4 @@
-"""Tenancy and the hierarchy: database engine, tenant-scoped sessions, RLS policies, models, principals, tokens.
+"""Tenancy and the hierarchy: engine, tenant-scoped sessions, RLS policies, models, principals, tokens.
 
 Imports nothing else of Liaison Grid.
 """

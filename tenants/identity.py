@@ -47,7 +47,9 @@ class Identity:
 async def create_tenant(database: Database, code: str, name: str) -> int:
     """Create a city (a tenant) and return its tenant id."""
     async with database.open() as session, session.begin():
-        tenant_id = int(await session.scalar(text("SELECT nextval(pg_get_serial_sequence('cities', 'tenant_id'))")))
+        tenant_id = int(
+            await session.scalar(text("SELECT nextval(pg_get_serial_sequence('cities', 'tenant_id'))"))
+        )
         await set_context(session, TenantContext.whole_tenant(tenant_id, "system:provision"))
         session.add(City(tenant_id=tenant_id, code=code, name=name, scope=city_scope(tenant_id)))
     return tenant_id
@@ -73,7 +75,8 @@ async def create_user(
     session.add(user)
     await session.flush()
     session.add_all(
-        RoleAssignment(tenant_id=tenant_id, user_id=user.id, role=a.role.value, scope=a.scope) for a in assignments
+        RoleAssignment(tenant_id=tenant_id, user_id=user.id, role=a.role.value, scope=a.scope)
+        for a in assignments
     )
     await session.flush()
     return user
@@ -83,7 +86,9 @@ async def authenticate(database: Database, tenant_id: int, username: str, passwo
     """The identity for a correct username and password, or None (without saying which was wrong)."""
     async with database.scoped(TenantContext.whole_tenant(tenant_id, "system:login")) as session:
         user = await session.scalar(
-            select(User).where(User.tenant_id == tenant_id, User.username == username, User.disabled_at.is_(None))
+            select(User).where(
+                User.tenant_id == tenant_id, User.username == username, User.disabled_at.is_(None)
+            )
         )
         if user is None:
             verify_password(_DUMMY_HASH, password)

@@ -46,7 +46,10 @@ def policy_statements(table: str, visibility: Visibility) -> list[str]:
 
 def drop_policy_statements(table: str) -> list[str]:
     return [
-        *(f"DROP POLICY IF EXISTS {table}_{action} ON {table}" for action in ("read", "insert", "update", "delete")),
+        *(
+            f"DROP POLICY IF EXISTS {table}_{action} ON {table}"
+            for action in ("read", "insert", "update", "delete")
+        ),
         f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",
     ]

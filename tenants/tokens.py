@@ -45,7 +45,9 @@ class TokenCodec:
             raise ValueError("RS256 tokens need a public key")
         self.algorithm = algorithm
         self._signing_key = secret if algorithm == "HS256" else private_key
-        self._verifying_key = secret if algorithm == "HS256" else public_key
+        verifying_key = secret if algorithm == "HS256" else public_key
+        assert verifying_key is not None
+        self._verifying_key: str = verifying_key
         self.issuer = issuer
 
     def issue(

@@ -91,7 +91,9 @@ def tokens() -> TokenCodec:
 
 
 async def _tenant(database: Database, code: str, districts: int, streets: int, stations: int) -> TenantInfo:
-    result = await seed_synthetic(database, code, districts=districts, streets=streets, stations=stations, seed=7)
+    result = await seed_synthetic(
+        database, code, districts=districts, streets=streets, stations=stations, seed=7
+    )
     return TenantInfo(code=code, tenant_id=result.tenant_id)
 
 
@@ -114,7 +116,9 @@ def api_config(database: Database, tokens: TokenCodec) -> ApiConfig:
 @pytest.fixture(scope="session")
 async def api(api_config: ApiConfig) -> AsyncIterator[Api]:
     app = create_app(api_config)
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client:
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://testserver"
+    ) as client:
         yield Api(client, api_config)
 
 
@@ -129,7 +133,13 @@ def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iter
         "LIAISON_JWT_SECRET": TEST_SECRET,
     }
     argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", "--concurrency=1"]
-    argv += ["--loglevel=info", "--without-gossip", "--without-mingle", "--without-heartbeat", f"--logfile={log}"]
+    argv += [
+        "--loglevel=info",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        f"--logfile={log}",
+    ]
     process = subprocess.Popen(argv, env=env, cwd=REPO_ROOT)
     deadline = time.monotonic() + 60
     while not (log.exists() and "ready." in log.read_text()):

@@ -45,13 +45,19 @@ class Api:
         default = [tenant.scope] if isinstance(tenant, TenantInfo) else ["c1"]
         return self.config.tokens.issue(sub=sub, tenant=code, scopes=scopes or default, roles=roles, ttl=ttl)
 
-    async def post(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None,
-                   headers: dict[str, str] | None = None) -> httpx.Response:
+    async def post(
+        self,
+        query: str,
+        variables: dict[str, Any] | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> httpx.Response:
         all_headers = {**(headers or {})}
         if token:
             all_headers["Authorization"] = f"Bearer {token}"
-        return await self.client.post("/graphql", json={"query": query, "variables": variables or {}},
-                                      headers=all_headers)
+        return await self.client.post(
+            "/graphql", json={"query": query, "variables": variables or {}}, headers=all_headers
+        )
 
     async def gql(self, query: str, variables: dict[str, Any] | None = None, token: str | None = None) -> Any:
         """Data of a query that must succeed."""
@@ -76,13 +82,13 @@ class Api:
             event.remove(engine, "before_cursor_execute", record)
 
 
-async def wait_for(probe: Callable[[], Awaitable[T]], *, timeout: float = 30.0, interval: float = 0.2) -> T:
+async def wait_for(probe: Callable[[], Awaitable[T]], *, within: float = 30.0, interval: float = 0.2) -> T:
     """Poll until probe returns a truthy value (work done by another process)."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + within
     while True:
         value = await probe()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"nothing happened within {timeout} s")
+            raise AssertionError(f"nothing happened within {within} s")
         await asyncio.sleep(interval)

@@ -4,6 +4,7 @@ from typing import Annotated, Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.extensions import FieldExtension
 
 from schema.context import Info
 from schema.errors import (
@@ -32,7 +33,7 @@ from services.hierarchy.repository import Level
 from tenants.context import TenantContext
 from tenants.roles import Role
 
-ADMIN_ONLY = [RequireRoles(Role.CITY_ADMIN)]
+ADMIN_ONLY: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN)]
 
 
 @strawberry.input
@@ -98,7 +99,9 @@ class NodePayload:
     node: HierarchyNode
 
 
-_Errors = NotFoundError | OutOfScopeError | DuplicateCodeError | InvalidInputError | ConflictError | ForbiddenError
+_Errors = (
+    NotFoundError | OutOfScopeError | DuplicateCodeError | InvalidInputError | ConflictError | ForbiddenError
+)
 DistrictResult = Annotated[DistrictPayload | _Errors, strawberry.union("DistrictResult")]
 StreetResult = Annotated[StreetPayload | _Errors, strawberry.union("StreetResult")]
 StationResult = Annotated[StationPayload | _Errors, strawberry.union("StationResult")]

@@ -4,10 +4,11 @@ import strawberry
 
 from schema.context import Info
 from schema.hierarchy.types import CONVERTERS, City, District, Station, Street, city_of, page_args
-from schema.permissions import IsAuthenticated
+from schema.permissions import SIGNED_IN
+from schema.relay import Connection, connection
 from services.hierarchy import repository
 from services.hierarchy.repository import Level, PageArgs
-from schema.relay import Connection, connection
+
 
 async def load_city(info: Info) -> City | None:
     row = await info.context.loaders.city()
@@ -29,11 +30,11 @@ async def flat_list(info: Info, level: Level, args: PageArgs) -> Connection[obje
 
 @strawberry.type
 class HierarchyQuery:
-    @strawberry.field(permission_classes=[IsAuthenticated], description="The caller's city.")
+    @strawberry.field(permission_classes=SIGNED_IN, description="The caller's city.")
     async def city(self, info: Info) -> City | None:
         return await load_city(info)
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Every district visible to the caller.")
+    @strawberry.field(permission_classes=SIGNED_IN, description="Every district visible to the caller.")
     async def districts(
         self,
         info: Info,
@@ -46,7 +47,7 @@ class HierarchyQuery:
         args = page_args(first, after, code, name_contains, include_retired)
         return await flat_list(info, Level.DISTRICT, args)  # type: ignore[return-value]
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Every street visible to the caller.")
+    @strawberry.field(permission_classes=SIGNED_IN, description="Every street visible to the caller.")
     async def streets(
         self,
         info: Info,
@@ -59,7 +60,7 @@ class HierarchyQuery:
         args = page_args(first, after, code, name_contains, include_retired)
         return await flat_list(info, Level.STREET, args)  # type: ignore[return-value]
 
-    @strawberry.field(permission_classes=[IsAuthenticated], description="Every station visible to the caller.")
+    @strawberry.field(permission_classes=SIGNED_IN, description="Every station visible to the caller.")
     async def stations(
         self,
         info: Info,
@@ -71,4 +72,3 @@ class HierarchyQuery:
     ) -> Connection[Station]:
         args = page_args(first, after, code, name_contains, include_retired)
         return await flat_list(info, Level.STATION, args)  # type: ignore[return-value]
-

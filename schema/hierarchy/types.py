@@ -28,9 +28,7 @@ def page_args(
         raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT"}) from None
 
 
-async def children(
-    info: Info, level: Level, parent_key: int, args: PageArgs
-) -> Connection[Any]:
+async def children(info: Info, level: Level, parent_key: int, args: PageArgs) -> Connection[Any]:
     page = await info.context.loaders.pages(level, args).load(parent_key)
     return connection(
         page.rows,
@@ -135,7 +133,9 @@ class Station(HierarchyNode):
 
 
 def city_of(row: Any) -> City:
-    return City(id=encode_id("City", row.tenant_id), code=row.code, name=row.name, scope=row.scope, key=row.tenant_id)
+    return City(
+        id=encode_id("City", row.tenant_id), code=row.code, name=row.name, scope=row.scope, key=row.tenant_id
+    )
 
 
 def district_of(row: Any) -> District:
@@ -177,5 +177,9 @@ def station_of(row: Any) -> Station:
     )
 
 
-CONVERTERS: dict[Level, Any] = {Level.DISTRICT: district_of, Level.STREET: street_of, Level.STATION: station_of}
+CONVERTERS: dict[Level, Any] = {
+    Level.DISTRICT: district_of,
+    Level.STREET: street_of,
+    Level.STATION: station_of,
+}
 TYPE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}

@@ -10,7 +10,9 @@ from schema.errors import ErrorCode, InvalidCredentialsError, InvalidInputError,
 from schema.identity.types import LoginPayload, Me
 from tenants.identity import authenticate
 
-LoginResult = Annotated[LoginPayload | InvalidCredentialsError | InvalidInputError, strawberry.union("LoginResult")]
+LoginResult = Annotated[
+    LoginPayload | InvalidCredentialsError | InvalidInputError, strawberry.union("LoginResult")
+]
 WRONG = "the tenant, username or password is wrong"
 
 

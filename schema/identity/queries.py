@@ -4,12 +4,12 @@ import strawberry
 
 from schema.context import Info
 from schema.identity.types import Me
-from schema.permissions import IsAuthenticated
+from schema.permissions import SIGNED_IN
 
 
 @strawberry.type
 class IdentityQuery:
-    @strawberry.field(permission_classes=[IsAuthenticated])
+    @strawberry.field(permission_classes=SIGNED_IN)
     def me(self, info: Info) -> Me:
         principal = info.context.require_principal()
         return Me(

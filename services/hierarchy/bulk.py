@@ -49,7 +49,12 @@ async def load_tree(
     parents: list[tuple[int | None, str, list[TreeNode]]] = [(None, city_scope(tenant_id), districts)]
     for level in Level:
         existing = await repository.codes_of(session, level, tenant_id)
-        fresh = [(pid, pscope, node) for pid, pscope, nodes in parents for node in nodes if node.code not in existing]
+        fresh = [
+            (pid, pscope, node)
+            for pid, pscope, nodes in parents
+            for node in nodes
+            if node.code not in existing
+        ]
         ids = await repository.allocate_ids(session, level, len(fresh)) if fresh else []
         new_rows: list[dict[str, Any]] = []
         placed: dict[str, tuple[int, str]] = dict(existing)

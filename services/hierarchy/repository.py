@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, select, text, true
+from sqlalchemy import Select, and_, func, insert, literal, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute, aliased
 
@@ -42,7 +42,11 @@ class Level(StrEnum):
         return Station.street_id
 
 
-_MODELS: dict[Level, type[HierarchyModel]] = {Level.DISTRICT: District, Level.STREET: Street, Level.STATION: Station}
+_MODELS: dict[Level, type[HierarchyModel]] = {
+    Level.DISTRICT: District,
+    Level.STREET: Street,
+    Level.STATION: Station,
+}
 
 # Tables whose rows carry a live scope that must follow a node when it moves. The audit log is not
 # here on purpose: it records where things were at the time, and its hashes cover that.
@@ -89,7 +93,10 @@ def _paged(
             parent_column.label("parent_key"),
             func.count().over(partition_by=parent_column).label("total"),
             func.count().filter(after).over(partition_by=parent_column).label("remaining"),
-            func.count().filter(after).over(partition_by=parent_column, order_by=model.code).label("position"),
+            func.count()
+            .filter(after)
+            .over(partition_by=parent_column, order_by=model.code)
+            .label("position"),
         )
         .where(model.tenant_id == tenant_id, parent_condition, *_filters(model, args))
         .subquery()
@@ -151,7 +158,9 @@ async def city(session: AsyncSession, tenant_id: int) -> City | None:
 
 async def by_ids(session: AsyncSession, level: Level, tenant_id: int, ids: Sequence[int]) -> dict[int, Any]:
     model = level.model
-    rows = await session.scalars(select(model).where(model.tenant_id == tenant_id, model.id.in_(list(ids))))
+    rows: Any = await session.scalars(
+        select(model).where(model.tenant_id == tenant_id, model.id.in_(list(ids)))
+    )
     return {row.id: row for row in rows}
 
 
@@ -183,8 +192,9 @@ async def rewrite_scopes(session: AsyncSession, tenant_id: int, old_scope: str, 
     """Move every live row at or below old_scope to the same place below new_scope."""
     for table in LIVE_SCOPE_TABLES:
         await session.execute(
+            # Table names come from the fixed LIVE_SCOPE_TABLES; values are bound.
             text(
-                f"UPDATE {table} SET scope = CASE WHEN scope = text2ltree(:old) THEN text2ltree(:new) "
+                f"UPDATE {table} SET scope = CASE WHEN scope = text2ltree(:old) THEN text2ltree(:new) "  # noqa: S608
                 "ELSE text2ltree(:new) || subpath(scope, nlevel(text2ltree(:old))) END "
                 "WHERE tenant_id = :tenant_id AND scope <@ text2ltree(:old)"
             ),
@@ -192,11 +202,10 @@ async def rewrite_scopes(session: AsyncSession, tenant_id: int, old_scope: str, 
         )
 
 
-
 async def allocate_ids(session: AsyncSession, level: Level, count: int) -> list[int]:
     table = level.model.__tablename__
     rows = await session.scalars(
-        text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),
+        text(f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, :n)"),  # noqa: S608
         {"n": count},
     )
     return [int(value) for value in rows]
@@ -204,10 +213,12 @@ async def allocate_ids(session: AsyncSession, level: Level, count: int) -> list[
 
 async def insert_many(session: AsyncSession, level: Level, rows: list[dict[str, Any]]) -> None:
     if rows:
-        await session.execute(level.model.__table__.insert(), rows)
+        await session.execute(insert(level.model), rows)
 
 
 async def codes_of(session: AsyncSession, level: Level, tenant_id: int) -> dict[str, Any]:
     model = level.model
-    result = await session.execute(select(model.code, model.id, model.scope).where(model.tenant_id == tenant_id))
+    result = await session.execute(
+        select(model.code, model.id, model.scope).where(model.tenant_id == tenant_id)
+    )
     return {code: (node_id, scope) for code, node_id, scope in result}

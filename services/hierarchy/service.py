@@ -50,7 +50,9 @@ async def _load(session: AsyncSession, actor: TenantContext, level: Level, node_
     return node
 
 
-async def _parent_scope(session: AsyncSession, actor: TenantContext, level: Level, parent_id: int | None) -> str:
+async def _parent_scope(
+    session: AsyncSession, actor: TenantContext, level: Level, parent_id: int | None
+) -> str:
     parent_level = level.parent
     if parent_level is None:
         return city_scope(actor.tenant_id)
@@ -64,7 +66,12 @@ async def _parent_scope(session: AsyncSession, actor: TenantContext, level: Leve
 
 
 async def _record(
-    session: AsyncSession, actor: TenantContext, action: str, level: Level, node: HierarchyModel, **details: Any
+    session: AsyncSession,
+    actor: TenantContext,
+    action: str,
+    level: Level,
+    node: HierarchyModel,
+    **details: Any,
 ) -> None:
     payload = {"level": level.value, "id": node.id, "code": node.code, "name": node.name, **details}
     subject = f"{level.value}:{node.id}"
@@ -114,7 +121,9 @@ async def create_node(
     return node
 
 
-async def rename_node(session: AsyncSession, actor: TenantContext, level: Level, node_id: int, name: str) -> Any:
+async def rename_node(
+    session: AsyncSession, actor: TenantContext, level: Level, node_id: int, name: str
+) -> Any:
     name = clean_name(name)
     node = await _load(session, actor, level, node_id)
     _require_inside(actor, node.scope, f"{level.value} {node.code}")
@@ -157,7 +166,9 @@ async def retire_node(session: AsyncSession, actor: TenantContext, level: Level,
         raise Conflict(f"{level.value} {node.code} is already retired")
     children = await repository.active_children(session, level, actor.tenant_id, node.id)
     if children:
-        raise Conflict(f"{level.value} {node.code} still has {children} active children; retire or move them first")
+        raise Conflict(
+            f"{level.value} {node.code} still has {children} active children; retire or move them first"
+        )
     node.retired_at = func.now()
     await session.flush()
     await session.refresh(node)

@@ -13,7 +13,9 @@ _VERBS = {"created": "新设", "renamed": "更名", "moved": "调整隶属", "re
 
 
 @celery_app.task(name="hierarchy.node_changed")
-def node_changed(*, tenant_id: int, outbox_id: int, action: str, level: str, node_id: int, actor: str) -> bool:
+def node_changed(
+    *, tenant_id: int, outbox_id: int, action: str, level: str, node_id: int, actor: str
+) -> bool:
     """Tell the staff above a changed node. Idempotent: the outbox id is the notification's source."""
 
     async def work(session: AsyncSession, context: TenantContext) -> bool:

@@ -23,7 +23,13 @@ async def deliver(
     result = await session.execute(
         insert(Notification)
         .values(
-            tenant_id=tenant_id, scope=scope, kind=kind, title=title, body=body, payload=payload or {}, source=source
+            tenant_id=tenant_id,
+            scope=scope,
+            kind=kind,
+            title=title,
+            body=body,
+            payload=payload or {},
+            source=source,
         )
         .on_conflict_do_nothing(index_elements=["tenant_id", "source"])
         .returning(Notification.id)

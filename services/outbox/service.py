@@ -65,7 +65,10 @@ def take_pending(session: AsyncSession) -> list[Pending]:
 
 
 async def publish_committed(
-    database: Database, context: TenantContext, pending: list[Pending], publisher: Publisher = celery_publisher
+    database: Database,
+    context: TenantContext,
+    pending: list[Pending],
+    publisher: Publisher = celery_publisher,
 ) -> int:
     """Send messages whose transaction has committed and mark them sent. Failures stay for the relay."""
     sent: list[int] = []
@@ -133,7 +136,9 @@ async def tenants_with_unsent(database: Database) -> list[int]:
         return [int(row[0]) for row in rows]
 
 
-async def relay_all(database: Database, *, grace: timedelta = RELAY_GRACE, publisher: Publisher = celery_publisher) -> int:
+async def relay_all(
+    database: Database, *, grace: timedelta = RELAY_GRACE, publisher: Publisher = celery_publisher
+) -> int:
     total = 0
     for tenant_id in await tenants_with_unsent(database):
         total += await relay_tenant(database, tenant_id, grace=grace, publisher=publisher)

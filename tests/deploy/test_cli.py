@@ -17,18 +17,30 @@ from tests.helpers import TenantInfo
 
 @pytest.fixture(scope="module")
 def cli_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "DATABASE_URL": settings.database_url, "CELERY_BROKER_URL": settings.celery_broker_url,
-            "LIAISON_JWT_SECRET": TEST_SECRET, "COLUMNS": "200"}
+    return {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "CELERY_BROKER_URL": settings.celery_broker_url,
+        "LIAISON_JWT_SECRET": TEST_SECRET,
+        "COLUMNS": "200",
+    }
 
 
 def liaison(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "deploy", *args], env=env, cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "deploy", *args],
+        env=env,
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_token_is_signed_and_scoped(cli_env: dict[str, str], alpha: TenantInfo) -> None:
-    done = liaison(cli_env, "token", "--tenant", "alpha", "--role", "district_staff", "--scope", "D002",
-                   "--ttl", "30m")
+    done = liaison(
+        cli_env, "token", "--tenant", "alpha", "--role", "district_staff", "--scope", "D002", "--ttl", "30m"
+    )
     assert done.returncode == 0, done.stderr
     claims = jwt.decode(done.stdout.strip(), TEST_SECRET, algorithms=["HS256"], issuer="liaison-grid")
     assert claims["tenant"] == "alpha" and claims["roles"] == ["district_staff"]
@@ -36,8 +48,9 @@ def test_token_is_signed_and_scoped(cli_env: dict[str, str], alpha: TenantInfo) 
     assert scope.startswith(alpha.scope + ".d")
     assert claims["exp"] - claims["iat"] == 1800
     whole = liaison(cli_env, "token", "--tenant", "alpha", "--role", "city_admin")
-    assert jwt.decode(whole.stdout.strip(), TEST_SECRET, algorithms=["HS256"],
-                      issuer="liaison-grid")["scopes"] == [alpha.scope]
+    assert jwt.decode(whole.stdout.strip(), TEST_SECRET, algorithms=["HS256"], issuer="liaison-grid")[
+        "scopes"
+    ] == [alpha.scope]
 
 
 @pytest.mark.parametrize(
@@ -54,8 +67,9 @@ def test_token_is_signed_and_scoped(cli_env: dict[str, str], alpha: TenantInfo) 
         (["no-such-command"], "No such command"),
     ],
 )
-def test_bad_arguments_exit_2_with_one_sentence(cli_env: dict[str, str], alpha: TenantInfo, args: list[str],
-                                                says: str) -> None:
+def test_bad_arguments_exit_2_with_one_sentence(
+    cli_env: dict[str, str], alpha: TenantInfo, args: list[str], says: str
+) -> None:
     done = liaison(cli_env, *args)
     assert done.returncode == 2
     assert says in done.stderr
@@ -64,34 +78,89 @@ def test_bad_arguments_exit_2_with_one_sentence(cli_env: dict[str, str], alpha: 
 
 
 def test_synthetic_seed_is_deterministic_and_rerunnable(cli_env: dict[str, str], owner_dsn: str) -> None:
-    first = liaison(cli_env, "seed", "synthetic", "--tenant", "delta", "--districts", "2", "--streets", "2",
-                    "--stations", "3", "--seed", "5")
+    first = liaison(
+        cli_env,
+        "seed",
+        "synthetic",
+        "--tenant",
+        "delta",
+        "--districts",
+        "2",
+        "--streets",
+        "2",
+        "--stations",
+        "3",
+        "--seed",
+        "5",
+    )
     assert first.returncode == 0, first.stderr
-    again = liaison(cli_env, "seed", "synthetic", "--tenant", "delta", "--districts", "2", "--streets", "2",
-                    "--stations", "3", "--seed", "5")
+    again = liaison(
+        cli_env,
+        "seed",
+        "synthetic",
+        "--tenant",
+        "delta",
+        "--districts",
+        "2",
+        "--streets",
+        "2",
+        "--stations",
+        "3",
+        "--seed",
+        "5",
+    )
     assert again.returncode == 0
-    twin = liaison(cli_env, "seed", "synthetic", "--tenant", "delta-twin", "--districts", "2", "--streets", "2",
-                   "--stations", "3", "--seed", "5")
+    twin = liaison(
+        cli_env,
+        "seed",
+        "synthetic",
+        "--tenant",
+        "delta-twin",
+        "--districts",
+        "2",
+        "--streets",
+        "2",
+        "--stations",
+        "3",
+        "--seed",
+        "5",
+    )
     assert twin.returncode == 0
     with psycopg.connect(owner_dsn) as conn:
+
         def tree(code: str) -> list[tuple[str, str]]:
             return conn.execute(
                 "SELECT s.code, s.name FROM stations s JOIN cities c USING (tenant_id) WHERE c.code = %s "
-                "ORDER BY s.code", (code,)).fetchall()
+                "ORDER BY s.code",
+                (code,),
+            ).fetchall()
 
         assert len(tree("delta")) == 12
         assert tree("delta") == tree("delta-twin")
 
 
 def test_audit_verify_reports_a_broken_link(cli_env: dict[str, str], owner_dsn: str) -> None:
-    seeded = liaison(cli_env, "seed", "synthetic", "--tenant", "epsilon", "--districts", "1", "--streets", "1",
-                     "--stations", "1")
+    seeded = liaison(
+        cli_env,
+        "seed",
+        "synthetic",
+        "--tenant",
+        "epsilon",
+        "--districts",
+        "1",
+        "--streets",
+        "1",
+        "--stations",
+        "1",
+    )
     assert seeded.returncode == 0
     intact = liaison(cli_env, "audit", "verify", "--tenant", "epsilon")
     assert intact.returncode == 0 and "intact" in intact.stdout
     with psycopg.connect(owner_dsn) as conn:
-        conn.execute("UPDATE audit_log SET action = 'forged' FROM cities "
-                     "WHERE cities.tenant_id = audit_log.tenant_id AND cities.code = 'epsilon' AND seq = 1")
+        conn.execute(
+            "UPDATE audit_log SET action = 'forged' FROM cities "
+            "WHERE cities.tenant_id = audit_log.tenant_id AND cities.code = 'epsilon' AND seq = 1"
+        )
     broken = liaison(cli_env, "audit", "verify", "--tenant", "epsilon")
     assert broken.returncode == 1
     assert "link 1 is broken" in broken.stdout

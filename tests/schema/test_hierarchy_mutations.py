@@ -51,9 +51,11 @@ async def test_create_rename_move_retire(api: Api, gamma: TenantInfo, owner_dsn:
     d1 = (await run(api, CREATE_DISTRICT, admin, code="M01", name="  新  区 "))["district"]
     assert d1["name"] == "新 区" and d1["scope"].startswith(gamma.scope + ".d")
     d2 = (await run(api, CREATE_DISTRICT, admin, code="M02", name="另一区"))["district"]
-    street = (await run(api, CREATE_STREET, admin, districtId=d1["id"], code="M01S1", name="一街道"))["street"]
+    street = (await run(api, CREATE_STREET, admin, districtId=d1["id"], code="M01S1", name="一街道"))[
+        "street"
+    ]
     assert street["scope"].startswith(d1["scope"] + ".s") and street["district"]["code"] == "M01"
-    station = (await run(api, CREATE_STATION, admin, streetId=street["id"], code="M01S1T1", name="一社区"))
+    station = await run(api, CREATE_STATION, admin, streetId=street["id"], code="M01S1T1", name="一社区")
     station = station["station"]
     assert station["scope"].startswith(street["scope"] + ".t")
 
@@ -62,8 +64,11 @@ async def test_create_rename_move_retire(api: Api, gamma: TenantInfo, owner_dsn:
 
     moved = (await run(api, MOVE_STREET, admin, id=street["id"], districtId=d2["id"]))["street"]
     assert moved["scope"].startswith(d2["scope"] + ".") and moved["district"]["code"] == "M02"
-    after = await api.gql("query($id: ID!) { node(id: $id) { ... on Station { scope street { district { code } } } } }",
-                          {"id": station["id"]}, token=admin)
+    after = await api.gql(
+        "query($id: ID!) { node(id: $id) { ... on Station { scope street { district { code } } } } }",
+        {"id": station["id"]},
+        token=admin,
+    )
     assert after["node"]["scope"].startswith(moved["scope"] + ".t")  # descendants follow
     assert after["node"]["street"]["district"]["code"] == "M02"
 
@@ -71,24 +76,44 @@ async def test_create_rename_move_retire(api: Api, gamma: TenantInfo, owner_dsn:
     assert blocked["code"] == "CONFLICT"
     assert (await run(api, RETIRE, admin, id=station["id"]))["node"]["retiredAt"] is not None
     assert (await run(api, RETIRE, admin, id=street["id"]))["node"]["retiredAt"] is not None
-    listed = await api.gql("query($id: ID!) { node(id: $id) { ... on District { streets { totalCount }"
-                           " all: streets(includeRetired: true) { totalCount } } } }", {"id": d2["id"]}, token=admin)
+    listed = await api.gql(
+        "query($id: ID!) { node(id: $id) { ... on District { streets { totalCount }"
+        " all: streets(includeRetired: true) { totalCount } } } }",
+        {"id": d2["id"]},
+        token=admin,
+    )
     assert listed["node"] == {"streets": {"totalCount": 0}, "all": {"totalCount": 1}}
     again = await run(api, RETIRE, admin, id=street["id"])
     assert again["code"] == "CONFLICT"
 
     with psycopg.connect(owner_dsn) as conn:
-        actions = [row[0] for row in conn.execute(
-            "SELECT action FROM audit_log WHERE tenant_id = %s AND seq > 1 ORDER BY seq", (gamma.tenant_id,))]
-    assert actions == ["district.created", "district.created", "street.created", "station.created",
-                       "station.renamed", "street.moved", "station.retired", "street.retired"]
+        actions = [
+            row[0]
+            for row in conn.execute(
+                "SELECT action FROM audit_log WHERE tenant_id = %s AND seq > 1 ORDER BY seq",
+                (gamma.tenant_id,),
+            )
+        ]
+    assert actions == [
+        "district.created",
+        "district.created",
+        "street.created",
+        "station.created",
+        "station.renamed",
+        "street.moved",
+        "station.retired",
+        "street.retired",
+    ]
 
 
-async def test_bad_input_gets_typed_errors_and_changes_nothing(api: Api, gamma: TenantInfo,
-                                                               owner_dsn: str) -> None:
+async def test_bad_input_gets_typed_errors_and_changes_nothing(
+    api: Api, gamma: TenantInfo, owner_dsn: str
+) -> None:
     admin = api.token(gamma, ["city_admin"])
     with psycopg.connect(owner_dsn) as conn:
-        before = conn.execute("SELECT count(*) FROM districts WHERE tenant_id = %s", (gamma.tenant_id,)).fetchone()
+        before = conn.execute(
+            "SELECT count(*) FROM districts WHERE tenant_id = %s", (gamma.tenant_id,)
+        ).fetchone()
     cases = [
         (CREATE_DISTRICT, {"code": "D001", "name": "重复"}, "DUPLICATE_CODE", "code"),
         (CREATE_DISTRICT, {"code": "bad code", "name": "x"}, "INVALID_INPUT", "code"),
@@ -103,14 +128,20 @@ async def test_bad_input_gets_typed_errors_and_changes_nothing(api: Api, gamma: 
         assert (result["code"], result["field"]) == (code, field), (input, result)
         assert result["message"]
     with psycopg.connect(owner_dsn) as conn:
-        after = conn.execute("SELECT count(*) FROM districts WHERE tenant_id = %s", (gamma.tenant_id,)).fetchone()
-        leaked = conn.execute("SELECT count(*) FROM outbox WHERE tenant_id = %s AND kwargs->>'node_id' IS NULL",
-                              (gamma.tenant_id,)).fetchone()
+        after = conn.execute(
+            "SELECT count(*) FROM districts WHERE tenant_id = %s", (gamma.tenant_id,)
+        ).fetchone()
+        leaked = conn.execute(
+            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND kwargs->>'node_id' IS NULL",
+            (gamma.tenant_id,),
+        ).fetchone()
     assert before == after and leaked == (0,)
 
 
 async def test_only_city_admins_may_change_the_hierarchy(api: Api, gamma: TenantInfo) -> None:
-    tree = await api.gql("{ districts { edges { node { id scope } } } }", token=api.token(gamma, ["city_admin"]))
+    tree = await api.gql(
+        "{ districts { edges { node { id scope } } } }", token=api.token(gamma, ["city_admin"])
+    )
     district = tree["districts"]["edges"][0]["node"]
     staff = api.token(gamma, ["district_staff", "deputy"], [district["scope"]])
     result = await run(api, RENAME, staff, id=district["id"], name="偷改")
@@ -120,7 +151,9 @@ async def test_only_city_admins_may_change_the_hierarchy(api: Api, gamma: Tenant
 
 
 async def test_an_admin_scoped_below_the_city_is_out_of_scope_above_it(api: Api, gamma: TenantInfo) -> None:
-    tree = await api.gql("{ districts { edges { node { id scope } } } }", token=api.token(gamma, ["city_admin"]))
+    tree = await api.gql(
+        "{ districts { edges { node { id scope } } } }", token=api.token(gamma, ["city_admin"])
+    )
     own, other = (edge["node"] for edge in tree["districts"]["edges"][:2])
     scoped_admin = api.token(gamma, ["city_admin"], [own["scope"]])
     city_level = await run(api, CREATE_DISTRICT, scoped_admin, code="NOPE", name="越权")
@@ -129,14 +162,24 @@ async def test_an_admin_scoped_below_the_city_is_out_of_scope_above_it(api: Api,
     assert sibling["code"] == "NOT_FOUND"  # a sibling is not even visible
 
 
-async def test_another_tenants_admin_cannot_touch_this_tenant(api: Api, gamma: TenantInfo, beta: TenantInfo) -> None:
-    tree = await api.gql("{ districts { edges { node { id name } } } }", token=api.token(gamma, ["city_admin"]))
+async def test_another_tenants_admin_cannot_touch_this_tenant(
+    api: Api, gamma: TenantInfo, beta: TenantInfo
+) -> None:
+    tree = await api.gql(
+        "{ districts { edges { node { id name } } } }", token=api.token(gamma, ["city_admin"])
+    )
     target = tree["districts"]["edges"][0]["node"]
     intruder = api.token(beta, ["city_admin"])
-    for query, input in [(RENAME, {"id": target["id"], "name": "入侵"}), (RETIRE, {"id": target["id"]}),
-                         (CREATE_STREET, {"districtId": target["id"], "code": "EVIL", "name": "入侵"})]:
+    for query, input in [
+        (RENAME, {"id": target["id"], "name": "入侵"}),
+        (RETIRE, {"id": target["id"]}),
+        (CREATE_STREET, {"districtId": target["id"], "code": "EVIL", "name": "入侵"}),
+    ]:
         result = await run(api, query, intruder, **input)
         assert result["code"] == "NOT_FOUND"
-    still = await api.gql("query($id: ID!) { node(id: $id) { ... on District { name } } }", {"id": target["id"]},
-                          token=api.token(gamma, ["city_admin"]))
+    still = await api.gql(
+        "query($id: ID!) { node(id: $id) { ... on District { name } } }",
+        {"id": target["id"]},
+        token=api.token(gamma, ["city_admin"]),
+    )
     assert still["node"]["name"] == target["name"]

@@ -8,7 +8,8 @@ from tests.helpers import Api, TenantInfo
 
 TREE = """{ city { code name scope districts(first: 50) { totalCount edges { node { id code scope
   streets(first: 50) { totalCount edges { node { id code scope
-    stations(first: 50) { totalCount edges { node { id code scope street { code district { code } } } } } } } } } } } } }"""
+    stations(first: 50) { totalCount edges { node { id code scope street { code district { code } } } } }
+  } } } } } } } } }"""
 
 
 def district_scopes(data: dict[str, object]) -> list[str]:
@@ -34,14 +35,19 @@ async def test_a_district_user_sees_the_city_and_their_district_only(api: Api, a
     data = await api.gql(TREE, token=api.token(alpha, ["district_staff"], [own]))
     assert data["city"]["code"] == "alpha"  # an ancestor: visible
     assert district_scopes(data) == [own]
-    flat = await api.gql("{ districts { totalCount } streets(first: 200) { totalCount edges { node { scope } } } }",
-                         token=api.token(alpha, ["district_staff"], [own]))
+    flat = await api.gql(
+        "{ districts { totalCount } streets(first: 200) { totalCount edges { node { scope } } } }",
+        token=api.token(alpha, ["district_staff"], [own]),
+    )
     assert flat["districts"]["totalCount"] == 1
     assert flat["streets"]["totalCount"] == 3
     assert all(e["node"]["scope"].startswith(own + ".") for e in flat["streets"]["edges"])
     sibling_id = admin["city"]["districts"]["edges"][1]["node"]["id"]
-    found = await api.gql("query($id: ID!) { node(id: $id) { id } }", {"id": sibling_id},
-                          token=api.token(alpha, ["district_staff"], [own]))
+    found = await api.gql(
+        "query($id: ID!) { node(id: $id) { id } }",
+        {"id": sibling_id},
+        token=api.token(alpha, ["district_staff"], [own]),
+    )
     assert found == {"node": None}
     assert sibling not in str(found)
 
@@ -58,15 +64,19 @@ async def test_a_station_user_sees_its_ancestors_but_no_siblings(api: Api, alpha
     assert only_street["node"]["stations"]["totalCount"] == 1
 
 
-async def test_another_tenant_is_invisible_through_every_query(api: Api, alpha: TenantInfo,
-                                                               beta: TenantInfo) -> None:
+async def test_another_tenant_is_invisible_through_every_query(
+    api: Api, alpha: TenantInfo, beta: TenantInfo
+) -> None:
     beta_tree = await api.gql(TREE, token=api.token(beta, ["city_admin"]))
-    beta_ids = [beta_tree["city"]["districts"]["edges"][0]["node"]["id"],
-                base64.urlsafe_b64encode(f"City:{beta.tenant_id}".encode()).decode().rstrip("=")]
+    beta_ids = [
+        beta_tree["city"]["districts"]["edges"][0]["node"]["id"],
+        base64.urlsafe_b64encode(f"City:{beta.tenant_id}".encode()).decode().rstrip("="),
+    ]
     alpha_token = api.token(alpha, ["city_admin"])
     for global_id in beta_ids:
-        assert await api.gql("query($id: ID!) { node(id: $id) { id } }", {"id": global_id},
-                             token=alpha_token) == {"node": None}
+        assert await api.gql(
+            "query($id: ID!) { node(id: $id) { id } }", {"id": global_id}, token=alpha_token
+        ) == {"node": None}
     flat = await api.gql("{ stations(first: 200) { edges { node { scope } } } }", token=alpha_token)
     assert all(e["node"]["scope"].startswith(alpha.scope + ".") for e in flat["stations"]["edges"])
 
@@ -78,10 +88,13 @@ async def test_node_resolves_every_type(api: Api, alpha: TenantInfo) -> None:
     street = district["streets"]["edges"][0]["node"]
     station = street["stations"]["edges"][0]["node"]
     for node, typename in [(district, "District"), (street, "Street"), (station, "Station")]:
-        found = await api.gql("query($id: ID!) { node(id: $id) { __typename id ... on HierarchyNode { code } } }",
-                              {"id": node["id"]}, token=token)
+        found = await api.gql(
+            "query($id: ID!) { node(id: $id) { __typename id ... on HierarchyNode { code } } }",
+            {"id": node["id"]},
+            token=token,
+        )
         assert found["node"] == {"__typename": typename, "id": node["id"], "code": node["code"]}
-    bad = await api.post("{ node(id: \"garbage!\") { id } }", token=token)
+    bad = await api.post('{ node(id: "garbage!") { id } }', token=token)
     assert bad.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
 
 
@@ -108,10 +121,14 @@ async def test_connections_paginate_with_cursors_and_filter(api: Api, alpha: Ten
     assert by_code["districts"]["edges"] == [{"node": {"code": "D002"}}]
     names = await api.gql("{ districts { edges { node { name } } } }", token=token)
     fragment = names["districts"]["edges"][0]["node"]["name"][:1]
-    filtered = await api.gql("query($n: String) { districts(nameContains: $n) { edges { node { name } } } }",
-                             {"n": fragment}, token=token)
-    assert filtered["districts"]["edges"] and all(fragment in e["node"]["name"]
-                                                  for e in filtered["districts"]["edges"])
+    filtered = await api.gql(
+        "query($n: String) { districts(nameContains: $n) { edges { node { name } } } }",
+        {"n": fragment},
+        token=token,
+    )
+    assert filtered["districts"]["edges"] and all(
+        fragment in e["node"]["name"] for e in filtered["districts"]["edges"]
+    )
     nothing = await api.gql('{ districts(nameContains: "%") { totalCount } }', token=token)
     assert nothing["districts"]["totalCount"] == 0
     too_many = await api.post("{ districts(first: 100000) { totalCount } }", token=token)
@@ -120,7 +137,9 @@ async def test_connections_paginate_with_cursors_and_filter(api: Api, alpha: Ten
     assert bad_cursor.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
 
 
-async def test_nested_lists_cost_one_statement_per_level(api: Api, alpha: TenantInfo, beta: TenantInfo) -> None:
+async def test_nested_lists_cost_one_statement_per_level(
+    api: Api, alpha: TenantInfo, beta: TenantInfo
+) -> None:
     """city, districts, streets, stations, then street and district parents: primed or batched."""
     for tenant in (alpha, beta):  # different breadths, same statement count
         token = api.token(tenant, ["city_admin"])

@@ -36,17 +36,45 @@ async def test_malformed_headers_are_401(api: Api, header: str, reason: str) -> 
 
 async def test_expired_wrongly_signed_none_and_unknown_tenant_are_401(api: Api, alpha: TenantInfo) -> None:
     codec = api.config.tokens
-    expired = codec.issue(sub="user:1", tenant="alpha", scopes=[alpha.scope], roles=["deputy"],
-                          ttl=timedelta(minutes=1), now=datetime.now(UTC) - timedelta(hours=2))
-    forged = jwt.encode({"sub": "user:1", "tenant": "alpha", "scopes": [alpha.scope], "roles": ["city_admin"],
-                         "exp": datetime.now(UTC) + timedelta(hours=1), "iss": "liaison-grid"},
-                        "a-guessed-secret-that-is-long-enough", algorithm="HS256")
-    unsigned = jwt.encode({"sub": "user:1", "tenant": "alpha", "scopes": [alpha.scope], "roles": ["city_admin"],
-                           "exp": datetime.now(UTC) + timedelta(hours=1), "iss": "liaison-grid"},
-                          None, algorithm="none")
+    expired = codec.issue(
+        sub="user:1",
+        tenant="alpha",
+        scopes=[alpha.scope],
+        roles=["deputy"],
+        ttl=timedelta(minutes=1),
+        now=datetime.now(UTC) - timedelta(hours=2),
+    )
+    forged = jwt.encode(
+        {
+            "sub": "user:1",
+            "tenant": "alpha",
+            "scopes": [alpha.scope],
+            "roles": ["city_admin"],
+            "exp": datetime.now(UTC) + timedelta(hours=1),
+            "iss": "liaison-grid",
+        },
+        "a-guessed-secret-that-is-long-enough",
+        algorithm="HS256",
+    )
+    unsigned = jwt.encode(
+        {
+            "sub": "user:1",
+            "tenant": "alpha",
+            "scopes": [alpha.scope],
+            "roles": ["city_admin"],
+            "exp": datetime.now(UTC) + timedelta(hours=1),
+            "iss": "liaison-grid",
+        },
+        "",
+        algorithm="none",
+    )
     unknown = api.token("atlantis", ["city_admin"], ["c1"])
-    for token, reason in [(expired, "expired"), (forged, "signature"), (unsigned, "not signed with HS256"),
-                          (unknown, "does not exist")]:
+    for token, reason in [
+        (expired, "expired"),
+        (forged, "signature"),
+        (unsigned, "not signed with HS256"),
+        (unknown, "does not exist"),
+    ]:
         response = await api.post(ME, token=token)
         assert response.status_code == 401, token
         assert reason in response.text
@@ -62,47 +90,67 @@ async def test_a_scope_outside_the_token_tenant_is_403(api: Api, alpha: TenantIn
 async def test_me_reflects_the_token(api: Api, alpha: TenantInfo) -> None:
     token = api.token(alpha, ["district_staff"], [f"{alpha.scope}.d1"], sub="user:42")
     data = await api.gql(ME, token=token)
-    assert data["me"] == {"sub": "user:42", "tenant": "alpha", "roles": ["district_staff"],
-                          "scopes": [f"{alpha.scope}.d1"]}
+    assert data["me"] == {
+        "sub": "user:42",
+        "tenant": "alpha",
+        "roles": ["district_staff"],
+        "scopes": [f"{alpha.scope}.d1"],
+    }
 
 
 async def test_login_issues_a_working_token_and_refuses_bad_passwords(api: Api, alpha: TenantInfo) -> None:
-    login = """mutation($t: String!, $u: String!, $p: String!) { login(tenant: $t, username: $u, password: $p) {
+    login = """mutation($t: String!, $u: String!, $p: String!) {
+      login(tenant: $t, username: $u, password: $p) {
         __typename ... on LoginPayload { token me { sub roles scopes } } ... on Error { code message } } }"""
     ok = (await api.gql(login, {"t": "alpha", "u": "admin", "p": "liaison-demo"}))["login"]
     assert ok["__typename"] == "LoginPayload"
     assert ok["me"]["roles"] == ["city_admin"] and ok["me"]["scopes"] == [alpha.scope]
     me = await api.gql(ME, token=ok["token"])
     assert me["me"]["sub"] == ok["me"]["sub"]
-    for variables in ({"t": "alpha", "u": "admin", "p": "wrong"}, {"t": "alpha", "u": "ghost", "p": "x"},
-                      {"t": "atlantis", "u": "admin", "p": "liaison-demo"}):
+    for variables in (
+        {"t": "alpha", "u": "admin", "p": "wrong"},
+        {"t": "alpha", "u": "ghost", "p": "x"},
+        {"t": "atlantis", "u": "admin", "p": "liaison-demo"},
+    ):
         refused = (await api.gql(login, variables))["login"]
-        assert refused == {"__typename": "InvalidCredentialsError", "code": "INVALID_CREDENTIALS",
-                           "message": "the tenant, username or password is wrong"}
+        assert refused == {
+            "__typename": "InvalidCredentialsError",
+            "code": "INVALID_CREDENTIALS",
+            "message": "the tenant, username or password is wrong",
+        }
 
 
 async def test_graphql_over_http_get_and_media_type(api: Api, alpha: TenantInfo) -> None:
     token = api.token(alpha, ["deputy"])
-    response = await api.client.get("/graphql", params={"query": "{ me { tenant } }"},
-                                    headers={"Authorization": f"Bearer {token}",
-                                             "Accept": "application/graphql-response+json"})
+    response = await api.client.get(
+        "/graphql",
+        params={"query": "{ me { tenant } }"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/graphql-response+json"},
+    )
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("application/graphql-response+json")
     assert response.json() == {"data": {"me": {"tenant": "alpha"}}}
-    broken = await api.client.post("/graphql", json={"query": "{ me { "},
-                                   headers={"Authorization": f"Bearer {token}",
-                                            "Accept": "application/graphql-response+json"})
+    broken = await api.client.post(
+        "/graphql",
+        json={"query": "{ me { "},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/graphql-response+json"},
+    )
     assert broken.status_code == 400
     mutation_by_get = await api.client.get(
-        "/graphql", params={"query": 'mutation { createDistrict(input: {code: "x", name: "x"}) { __typename } }'},
-        headers={"Authorization": f"Bearer {token}"})
+        "/graphql",
+        params={"query": 'mutation { createDistrict(input: {code: "x", name: "x"}) { __typename } }'},
+        headers={"Authorization": f"Bearer {token}"},
+    )
     assert mutation_by_get.status_code == 405
 
 
 async def test_depth_and_alias_limits(api: Api, alpha: TenantInfo) -> None:
     token = api.token(alpha, ["city_admin"])
-    deep = "{ city { districts { edges { node { city { districts { edges { node { city { districts { edges { node {" \
-           " streets { edges { node { district { code } } } } } } } } } } } } } } } } }"
+    deep = (
+        "{ city { districts { edges { node { city { districts { edges { node {"
+        " city { districts { edges { node {"
+        " streets { edges { node { district { code } } } } } } } } } } } } } } } } }"
+    )
     response = await api.post(deep, token=token)
     assert "exceeds maximum operation depth" in response.text
     aliases = "{ " + " ".join(f"a{i}: me {{ sub }}" for i in range(40)) + " }"

@@ -17,8 +17,15 @@ async def chain(database: Database, code: str, links: int = 5) -> int:
     context = TenantContext.whole_tenant(tenant_id, "system:test")
     async with unit_of_work(database, context) as session:
         for n in range(links):
-            await audit.append(session, tenant_id=tenant_id, actor="user:1", action="test.step",
-                               subject=f"thing:{n}", scope=context.scopes[0], payload={"n": n, "名": "值", "x": 0.1})
+            await audit.append(
+                session,
+                tenant_id=tenant_id,
+                actor="user:1",
+                action="test.step",
+                subject=f"thing:{n}",
+                scope=context.scopes[0],
+                payload={"n": n, "名": "值", "x": 0.1},
+            )
     return tenant_id
 
 
@@ -42,19 +49,35 @@ async def test_an_untouched_chain_verifies(database: Database) -> None:
 @pytest.mark.parametrize(
     ("code", "statements", "broken_at", "reason"),
     [
-        ("audit-edit", ["UPDATE audit_log SET payload = '{{\"n\": 99}}' WHERE tenant_id = {t} AND seq = 3"],
-         3, "do not match"),
-        ("audit-actor", ["UPDATE audit_log SET actor = 'user:2' WHERE tenant_id = {t} AND seq = 2"],
-         2, "do not match"),
+        (
+            "audit-edit",
+            ["UPDATE audit_log SET payload = '{{\"n\": 99}}' WHERE tenant_id = {t} AND seq = 3"],
+            3,
+            "do not match",
+        ),
+        (
+            "audit-actor",
+            ["UPDATE audit_log SET actor = 'user:2' WHERE tenant_id = {t} AND seq = 2"],
+            2,
+            "do not match",
+        ),
         ("audit-delete", ["DELETE FROM audit_log WHERE tenant_id = {t} AND seq = 2"], 2, "missing"),
-        ("audit-reorder", ["UPDATE audit_log SET seq = -1 WHERE tenant_id = {t} AND seq = 3",
-                           "UPDATE audit_log SET seq = 3 WHERE tenant_id = {t} AND seq = 4",
-                           "UPDATE audit_log SET seq = 4 WHERE tenant_id = {t} AND seq = -1"], 3, "does not point"),
+        (
+            "audit-reorder",
+            [
+                "UPDATE audit_log SET seq = -1 WHERE tenant_id = {t} AND seq = 3",
+                "UPDATE audit_log SET seq = 3 WHERE tenant_id = {t} AND seq = 4",
+                "UPDATE audit_log SET seq = 4 WHERE tenant_id = {t} AND seq = -1",
+            ],
+            3,
+            "does not point",
+        ),
         ("audit-tail", ["DELETE FROM audit_log WHERE tenant_id = {t} AND seq = 5"], 5, "should end"),
     ],
 )
-async def test_tampering_is_detected(database: Database, owner_dsn: str, code: str, statements: list[str],
-                                     broken_at: int, reason: str) -> None:
+async def test_tampering_is_detected(
+    database: Database, owner_dsn: str, code: str, statements: list[str], broken_at: int, reason: str
+) -> None:
     tenant_id = await chain(database, code)
     tamper(owner_dsn, *(statement.format(t=tenant_id) for statement in statements))
     report = await verify(database, tenant_id)

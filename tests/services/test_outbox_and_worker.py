@@ -47,7 +47,7 @@ def test_durability_settings_are_pinned() -> None:
     assert conf.worker_prefetch_multiplier == 1
     assert conf.broker_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
     assert conf.result_backend_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
-    assert VISIBILITY_TIMEOUT_SECONDS > conf.task_time_limit
+    assert conf.task_time_limit < VISIBILITY_TIMEOUT_SECONDS
     assert DURABLE_SETTINGS["task_acks_late"] is True
 
 
@@ -62,11 +62,15 @@ async def notifications_from(owner_dsn: str, tenant_id: int, source: str) -> lis
     return await asyncio.to_thread(read)
 
 
-async def test_a_committed_change_reaches_the_worker(api: Api, alpha: TenantInfo, owner_dsn: str,
-                                                     worker: subprocess.Popen[bytes]) -> None:
+async def test_a_committed_change_reaches_the_worker(
+    api: Api, alpha: TenantInfo, owner_dsn: str, worker: subprocess.Popen[bytes]
+) -> None:
     admin = api.token(alpha, ["city_admin"])
-    created = await api.gql('mutation { createDistrict(input: {code: "OUTBOX1", name: "发件区"}) {'
-                            ' ... on DistrictPayload { district { scope } } } }', token=admin)
+    created = await api.gql(
+        'mutation { createDistrict(input: {code: "OUTBOX1", name: "发件区"}) {'
+        " ... on DistrictPayload { district { scope } } } }",
+        token=admin,
+    )
     scope = created["createDistrict"]["district"]["scope"]
     with psycopg.connect(owner_dsn) as conn:
         outbox_id, sent_at = conn.execute(
@@ -81,15 +85,25 @@ async def test_a_committed_change_reaches_the_worker(api: Api, alpha: TenantInfo
     assert await wait_for(delivered) == [("district.created", alpha.scope)]
 
     # The same message delivered again (a redelivery) changes nothing.
-    celery_app.send_task("hierarchy.node_changed", task_id=f"outbox-{alpha.tenant_id}-{outbox_id}-again", kwargs={
-        "tenant_id": alpha.tenant_id, "outbox_id": outbox_id, "action": "district.created",
-        "level": "district", "node_id": int(scope.rsplit(".d", 1)[1]), "actor": "operator:test"})
+    celery_app.send_task(
+        "hierarchy.node_changed",
+        task_id=f"outbox-{alpha.tenant_id}-{outbox_id}-again",
+        kwargs={
+            "tenant_id": alpha.tenant_id,
+            "outbox_id": outbox_id,
+            "action": "district.created",
+            "level": "district",
+            "node_id": int(scope.rsplit(".d", 1)[1]),
+            "actor": "operator:test",
+        },
+    )
     await asyncio.sleep(1.5)
     assert await delivered() == [("district.created", alpha.scope)]
 
 
-async def test_a_rolled_back_transaction_sends_nothing(database: Database, alpha: TenantInfo, settings: Settings,
-                                                       owner_dsn: str, probe_queue: None) -> None:
+async def test_a_rolled_back_transaction_sends_nothing(
+    database: Database, alpha: TenantInfo, settings: Settings, owner_dsn: str, probe_queue: None
+) -> None:
     context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
 
     class Abort(Exception):
@@ -97,8 +111,9 @@ async def test_a_rolled_back_transaction_sends_nothing(database: Database, alpha
 
     with pytest.raises(Abort):
         async with unit_of_work(database, context) as session:
-            await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.never",
-                          kwargs={"n": 1})
+            await enqueue(
+                session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.never", kwargs={"n": 1}
+            )
             raise Abort
     with psycopg.connect(owner_dsn) as conn:
         rows = conn.execute("SELECT count(*) FROM outbox WHERE task = 'probe.never'").fetchone()
@@ -108,13 +123,15 @@ async def test_a_rolled_back_transaction_sends_nothing(database: Database, alpha
     assert queued(settings) == []
 
 
-async def test_after_commit_exactly_one_message(database: Database, alpha: TenantInfo, settings: Settings,
-                                                probe_queue: None) -> None:
+async def test_after_commit_exactly_one_message(
+    database: Database, alpha: TenantInfo, settings: Settings, probe_queue: None
+) -> None:
     context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
     work = UnitOfWork(database, context, publisher=probe_publisher)
     session = await work.session()
-    message = await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.commit",
-                            kwargs={"n": 2})
+    message = await enqueue(
+        session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.commit", kwargs={"n": 2}
+    )
     await session.flush()
     assert queued(settings) == []  # nothing before the commit
     await work.commit()
@@ -126,16 +143,22 @@ async def test_after_commit_exactly_one_message(database: Database, alpha: Tenan
     assert len(queued(settings)) == 1
 
 
-async def test_competing_relays_send_each_message_once(database: Database, beta: TenantInfo, settings: Settings,
-                                                       probe_queue: None) -> None:
+async def test_competing_relays_send_each_message_once(
+    database: Database, beta: TenantInfo, settings: Settings, probe_queue: None
+) -> None:
     context = TenantContext.whole_tenant(beta.tenant_id, "system:test")
     async with database.scoped(context) as session:
         for n in range(40):
-            await enqueue(session, tenant_id=beta.tenant_id, scope=beta.scope, task="probe.many", kwargs={"n": n})
+            await enqueue(
+                session, tenant_id=beta.tenant_id, scope=beta.scope, task="probe.many", kwargs={"n": n}
+            )
         session.info.clear()  # leave them all to the relays
-    counts = await asyncio.gather(*(
-        relay_tenant(database, beta.tenant_id, grace=timedelta(0), publisher=probe_publisher) for _ in range(4)
-    ))
+    counts = await asyncio.gather(
+        *(
+            relay_tenant(database, beta.tenant_id, grace=timedelta(0), publisher=probe_publisher)
+            for _ in range(4)
+        )
+    )
     assert sum(counts) == 40
     ids = [body["headers"]["id"] for body in queued(settings)]
     assert len(ids) == 40 and len(set(ids)) == 40
@@ -144,8 +167,9 @@ async def test_competing_relays_send_each_message_once(database: Database, beta:
     assert unsent == 0
 
 
-async def test_a_savepoint_rolled_back_takes_its_messages_with_it(database: Database, alpha: TenantInfo,
-                                                                  settings: Settings, probe_queue: None) -> None:
+async def test_a_savepoint_rolled_back_takes_its_messages_with_it(
+    database: Database, alpha: TenantInfo, settings: Settings, probe_queue: None
+) -> None:
     from services.unit_of_work import atomic
 
     context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
@@ -154,7 +178,9 @@ async def test_a_savepoint_rolled_back_takes_its_messages_with_it(database: Data
     await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.kept", kwargs={})
     with pytest.raises(LookupError):
         async with atomic(session):
-            await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.undone", kwargs={})
+            await enqueue(
+                session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.undone", kwargs={}
+            )
             raise LookupError
     await work.commit()
     assert [body["headers"]["task"] for body in queued(settings)] == ["probe.kept"]

@@ -47,8 +47,13 @@ def test_passwords_are_argon2_and_verify() -> None:
 
 
 def issue(codec: TokenCodec, **overrides: object) -> str:
-    args: dict[str, object] = {"sub": "user:1", "tenant": "alpha", "scopes": ["c1"], "roles": ["deputy"],
-                               "ttl": timedelta(minutes=5)}
+    args: dict[str, object] = {
+        "sub": "user:1",
+        "tenant": "alpha",
+        "scopes": ["c1"],
+        "roles": ["deputy"],
+        "ttl": timedelta(minutes=5),
+    }
     args.update(overrides)
     return codec.issue(**args)  # type: ignore[arg-type]
 
@@ -56,7 +61,12 @@ def issue(codec: TokenCodec, **overrides: object) -> str:
 def test_hs256_round_trip_and_refusals() -> None:
     codec = TokenCodec(secret="s" * 40)
     claims = codec.verify(issue(codec))
-    assert (claims.sub, claims.tenant, claims.scopes, claims.roles) == ("user:1", "alpha", ("c1",), ("deputy",))
+    assert (claims.sub, claims.tenant, claims.scopes, claims.roles) == (
+        "user:1",
+        "alpha",
+        ("c1",),
+        ("deputy",),
+    )
     expired = issue(codec, now=datetime.now(UTC) - timedelta(hours=1))
     with pytest.raises(TokenError, match="expired"):
         codec.verify(expired)
@@ -64,8 +74,18 @@ def test_hs256_round_trip_and_refusals() -> None:
         TokenCodec(secret="t" * 40).verify(issue(codec))
     with pytest.raises(TokenError, match="malformed"):
         codec.verify("not-a-token")
-    unsigned = jwt.encode({"sub": "user:1", "tenant": "alpha", "scopes": ["c1"], "roles": [], "exp": 2**40,
-                           "iss": "liaison-grid"}, None, algorithm="none")
+    unsigned = jwt.encode(
+        {
+            "sub": "user:1",
+            "tenant": "alpha",
+            "scopes": ["c1"],
+            "roles": [],
+            "exp": 2**40,
+            "iss": "liaison-grid",
+        },
+        "",
+        algorithm="none",
+    )
     with pytest.raises(TokenError, match="HS256"):
         codec.verify(unsigned)
     with pytest.raises(TokenError, match="roles"):
@@ -76,16 +96,30 @@ def test_hs256_round_trip_and_refusals() -> None:
 
 def test_rs256_with_a_public_key_only_verifier() -> None:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
-    public_pem = key.public_key().public_bytes(serialization.Encoding.PEM,
-                                               serialization.PublicFormat.SubjectPublicKeyInfo).decode()
+    private_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public_pem = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
     signer = TokenCodec(algorithm="RS256", private_key=private_pem, public_key=public_pem)
     verifier = TokenCodec(algorithm="RS256", public_key=public_pem)
     assert verifier.verify(issue(signer)).sub == "user:1"
     # An HS256 token signed with the public key as the secret (algorithm confusion) is refused.
-    confused = jwt.encode({"sub": "user:1", "tenant": "alpha", "scopes": ["c1"], "roles": [], "exp": 2**40,
-                           "iss": "liaison-grid"}, "x" * 40, algorithm="HS256")
+    confused = jwt.encode(
+        {
+            "sub": "user:1",
+            "tenant": "alpha",
+            "scopes": ["c1"],
+            "roles": [],
+            "exp": 2**40,
+            "iss": "liaison-grid",
+        },
+        "x" * 40,
+        algorithm="HS256",
+    )
     with pytest.raises(TokenError):
         verifier.verify(confused)
     with pytest.raises(ValueError, match="public key"):

@@ -31,9 +31,21 @@ def with_context(conn: psycopg.Connection[tuple[object, ...]], context: TenantCo
 def test_every_table_with_a_tenant_id_has_forced_rls_and_policies(owner_dsn: str) -> None:
     tables = tenant_tables(owner_dsn)
     names = {name for name, *_ in tables}
-    assert {"cities", "districts", "streets", "stations", "users", "role_assignments", "audit_log", "outbox"} <= names
-    unguarded = [(name, enabled, forced, policies) for name, enabled, forced, policies in tables
-                 if not (enabled and forced and policies >= 1)]
+    assert {
+        "cities",
+        "districts",
+        "streets",
+        "stations",
+        "users",
+        "role_assignments",
+        "audit_log",
+        "outbox",
+    } <= names
+    unguarded = [
+        (name, enabled, forced, policies)
+        for name, enabled, forced, policies in tables
+        if not (enabled and forced and policies >= 1)
+    ]
     assert unguarded == []
 
 
@@ -60,8 +72,9 @@ def test_the_catalogue_check_catches_a_forgotten_table(owner_dsn: str) -> None:
             conn.rollback()
 
 
-async def test_no_context_sees_no_rows_in_any_tenant_table(app_dsn: str, owner_dsn: str, alpha: TenantInfo,
-                                                           beta: TenantInfo) -> None:
+async def test_no_context_sees_no_rows_in_any_tenant_table(
+    app_dsn: str, owner_dsn: str, alpha: TenantInfo, beta: TenantInfo
+) -> None:
     tables = [name for name, *_ in tenant_tables(owner_dsn)]
     with psycopg.connect(owner_dsn) as owner, psycopg.connect(app_dsn) as app:
         populated = [t for t in tables if owner.execute(f"SELECT count(*) FROM {t}").fetchone() != (0,)]
@@ -100,8 +113,9 @@ def test_a_district_session_cannot_touch_a_sibling_with_raw_sql(
             "SELECT count(*) FROM stations WHERE NOT scope <@ %s::ltree", (own_scope,)
         ).fetchone()
         assert stations_outside == (0,)
-        assert conn.execute("SELECT count(*) FROM streets WHERE scope <@ %s::ltree",
-                            (sibling_scope,)).fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM streets WHERE scope <@ %s::ltree", (sibling_scope,)
+        ).fetchone() == (0,)
 
         updated = conn.execute("UPDATE districts SET name = 'hacked' WHERE id = %s", (sibling_id,)).rowcount
         deleted = conn.execute("DELETE FROM stations WHERE scope <@ %s::ltree", (sibling_scope,)).rowcount
@@ -115,8 +129,9 @@ def test_a_district_session_cannot_touch_a_sibling_with_raw_sql(
         conn.rollback()
         with_context(conn, context)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE streets SET scope = %s::ltree WHERE district_id = %s",
-                         (f"{sibling_scope}.s1", own_id))
+            conn.execute(
+                "UPDATE streets SET scope = %s::ltree WHERE district_id = %s", (f"{sibling_scope}.s1", own_id)
+            )
         conn.rollback()
 
 
@@ -126,10 +141,13 @@ def test_one_tenant_never_sees_another(app_dsn: str, alpha: TenantInfo, beta: Te
         tenants = {row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM stations")}
         assert tenants == {alpha.tenant_id}
         # Naming the other tenant explicitly changes nothing.
-        assert conn.execute("SELECT count(*) FROM districts WHERE tenant_id = %s",
-                            (beta.tenant_id,)).fetchone() == (0,)
-        assert conn.execute("UPDATE districts SET name = 'x' WHERE tenant_id = %s",
-                            (beta.tenant_id,)).rowcount == 0
+        assert conn.execute(
+            "SELECT count(*) FROM districts WHERE tenant_id = %s", (beta.tenant_id,)
+        ).fetchone() == (0,)
+        assert (
+            conn.execute("UPDATE districts SET name = 'x' WHERE tenant_id = %s", (beta.tenant_id,)).rowcount
+            == 0
+        )
         conn.rollback()
 
 

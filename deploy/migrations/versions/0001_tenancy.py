@@ -25,6 +25,7 @@ TIMESTAMP = sa.DateTime(timezone=True)
 def _roles() -> None:
     s = settings()
     owner, app = s.owner_role, s.app_role
+    # Role names are validated identifiers (deploy.settings); passwords are quoted literals.
     op.execute(
         f"""
         DO $$
@@ -36,7 +37,7 @@ def _roles() -> None:
             CREATE ROLE {app} LOGIN;
           END IF;
         END $$
-        """
+        """  # noqa: S608
     )
     # The owner migrates and may read across tenants for operations; the app role serves requests and
     # must stay subject to every policy.
@@ -52,7 +53,10 @@ def _roles() -> None:
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
         f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"
     )
-    op.execute(f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO {app}")
+    op.execute(
+        f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
+        f"GRANT USAGE, SELECT ON SEQUENCES TO {app}"
+    )
 
 
 def _hierarchy_columns() -> list[sa.Column[object]]:
@@ -136,7 +140,9 @@ def upgrade() -> None:
         sa.Column("scope", Ltree(), nullable=False),
         sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
-        sa.ForeignKeyConstraint(["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"),
+        sa.ForeignKeyConstraint(
+            ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
+        ),
         sa.UniqueConstraint("tenant_id", "user_id", "role", "scope"),
     )
 

@@ -66,7 +66,9 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
     )
-    op.create_index("ix_outbox_unsent", "outbox", ["tenant_id", "id"], postgresql_where=sa.text("sent_at IS NULL"))
+    op.create_index(
+        "ix_outbox_unsent", "outbox", ["tenant_id", "id"], postgresql_where=sa.text("sent_at IS NULL")
+    )
 
     op.create_table(
         "notifications",
