@@ -9,7 +9,7 @@ from tests.helpers import Api, TenantInfo
 TREE = """{ city { code name scope districts(first: 50) { totalCount edges { node { id code scope
   streets(first: 50) { totalCount edges { node { id code scope
     stations(first: 50) { totalCount edges { node { id code scope street { code district { code } } } } }
-  } } } } } } } } }"""
+  } } } } } } } }"""
 
 
 def district_scopes(data: dict[str, object]) -> list[str]:
