@@ -44,7 +44,7 @@ class Settings(BaseSettings):
 
     production: bool = Field(False, alias="LIAISON_PRODUCTION")
     introspection: bool | None = Field(None, alias="LIAISON_INTROSPECTION")
-    max_query_depth: int = Field(12, alias="LIAISON_MAX_QUERY_DEPTH")
+    max_query_depth: int = Field(15, alias="LIAISON_MAX_QUERY_DEPTH")
     max_aliases: int = Field(30, alias="LIAISON_MAX_ALIASES")
     max_tokens: int = Field(5000, alias="LIAISON_MAX_TOKENS")
     host: str = Field("127.0.0.1", alias="LIAISON_HOST")
