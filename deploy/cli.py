@@ -264,6 +264,10 @@ def worker_command(
     os.execv(sys.executable, worker_argv(concurrency, beat))
 
 
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @app.command("demo")
 def demo_command(
     port: Annotated[int | None, typer.Option(min=1, max=65535)] = None,
@@ -282,6 +286,7 @@ def demo_command(
         ttl=timedelta(days=7),
     )
     listen_port = port or settings.port
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     worker = subprocess.Popen(worker_argv(1, beat=True, loglevel="warning"))
     server = subprocess.Popen(
         [
