@@ -33,13 +33,12 @@ class ApiConfig:
     max_depth: int = 15
     max_aliases: int = 30
     max_tokens: int = 5000
+    # Resolves tenant codes in tokens; by default over the same database.
+    directory: TenantDirectory = field(default=None)  # type: ignore[assignment]
 
-    @property
-    def directory(self) -> TenantDirectory:
-        return _directories.setdefault(id(self.database), TenantDirectory(self.database))
-
-
-_directories: dict[int, TenantDirectory] = {}
+    def __post_init__(self) -> None:
+        if self.directory is None:
+            object.__setattr__(self, "directory", TenantDirectory(self.database))
 
 
 class NotAuthenticated(Exception):

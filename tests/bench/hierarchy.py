@@ -587,35 +587,36 @@ def write_output(path: Path, figures: dict[str, Any]) -> None:
     path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
+def table(title: str, *columns: str) -> Table:
+    """A table whose first column names the row and the others hold numbers."""
+    result = Table(title=title)
+    result.add_column(columns[0], no_wrap=True)
+    for column in columns[1:]:
+        result.add_column(column, justify="right")
+    return result
+
+
 def print_figures(figures: dict[str, Any], console: Console) -> None:
-    timings = Table(title="hierarchy benchmark (ms)")
-    for column in ("measurement", "p50", "p95", "min", "n"):
-        timings.add_column(column, justify="left" if column == "measurement" else "right")
+    timings = table("hierarchy benchmark (ms)", "measurement", "p50", "p95", "min", "n")
     for name, values in figures["timings_ms"].items():
-        timings.add_row(
-            name, f"{values['p50']:.2f}", f"{values['p95']:.2f}", f"{values['min']:.2f}", str(values["n"])
-        )
+        timings.add_row(name, *(f"{values[key]:.2f}" for key in ("p50", "p95", "min")), str(values["n"]))
     console.print(timings)
 
-    checks = Table(title="ratios (p50) against the issue's targets")
-    for column in ("ratio", "value", "target", "result"):
-        checks.add_column(column, justify="left" if column == "ratio" else "right")
+    checks = table("ratios (p50) against the issue's targets", "ratio", "value", "target", "result")
     for name, ratio in figures["ratios"].items():
         target = "—" if ratio["target"] is None else f"≤ {ratio['target']:.2f}"
         verdict = "—" if ratio["pass"] is None else ("[green]pass[/]" if ratio["pass"] else "[red]miss[/]")
         checks.add_row(name, f"{ratio['value']:.3f}", target, verdict)
     console.print(checks)
 
-    queries = Table(title="per query")
-    for column in ("query", "nodes", "statements", "excl. SET LOCAL", "GraphQL bytes", "SQL bytes"):
-        queries.add_column(column, justify="left" if column == "query" else "right")
+    queries = table("per query", "query", "nodes", "statements", "w/o SET LOCAL", "GraphQL B", "SQL B")
     for name, query in figures["queries"].items():
-        sizes = query["response_bytes"]
+        statements, sizes = query["statements_per_request"], query["response_bytes"]
         queries.add_row(
             name,
             str(query["nodes"]),
-            str(query["statements_per_request"]["total"]),
-            str(query["statements_per_request"]["excluding_set_local"]),
+            str(statements["total"]),
+            str(statements["excluding_set_local"]),
             str(sizes[f"graphql_{name}"]),
             str(sizes[f"sql_{name}_app_rls"]),
         )
