@@ -64,21 +64,22 @@ class LiaisonGraphQL(GraphQL[Context, None]):
         try:
             response = await super().run(request, context, root_value)
         except HTTPException as error:
-            if context.work is not None:
-                await context.work.rollback()
+            await self._finish(context, commit=False)
             if request.method == "GET" and "mutation" in error.reason.lower():
                 raise HTTPException(405, "mutations must be sent with POST") from None
             raise
         except BaseException:
-            if context.work is not None:
-                await context.work.rollback()
+            await self._finish(context, commit=False)
             raise
-        if context.work is not None:
-            if context.failed:
-                await context.work.rollback()
-            else:
-                await context.work.commit()
+        await self._finish(context, commit=not context.failed)
         return self._negotiate(request, response)
+
+    async def _finish(self, context: Context, *, commit: bool) -> None:
+        try:
+            if context.work is not None:
+                await (context.work.commit() if commit else context.work.rollback())
+        finally:
+            context.close()
 
     async def get_sub_response(self, request: Request | WebSocket) -> Response:
         """The response object the context was built with, so permissions can set its status (401)."""

@@ -73,6 +73,11 @@ class Context:
                 self.work = UnitOfWork(self.config.database, self.require_principal().context)
             yield await self.work.session()
 
+    def close(self) -> None:
+        if self._loaders is not None:
+            self._loaders.close()
+            self._loaders = None
+
     @property
     def loaders(self) -> HierarchyLoaders:
         if self._loaders is None:

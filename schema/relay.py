@@ -71,7 +71,12 @@ class PageInfo:
 @strawberry.type
 class Edge(Generic[T]):
     node: T
-    cursor: str
+    sort_key: strawberry.Private[str]
+
+    @strawberry.field
+    def cursor(self) -> str:
+        # Encoded only when a query asks for it: most lists are read without.
+        return encode_cursor(self.sort_key)
 
 
 @strawberry.type
@@ -90,14 +95,14 @@ def connection(
     has_previous: bool,
     cursor_of: Callable[[Any], str],
 ) -> Connection[T]:
-    edges = [Edge(node=convert(row), cursor=encode_cursor(cursor_of(row))) for row in rows]
+    edges = [Edge(node=convert(row), sort_key=cursor_of(row)) for row in rows]
     return Connection(
         edges=edges,
         page_info=PageInfo(
             has_next_page=has_next,
             has_previous_page=has_previous,
-            start_cursor=edges[0].cursor if edges else None,
-            end_cursor=edges[-1].cursor if edges else None,
+            start_cursor=encode_cursor(edges[0].sort_key) if edges else None,
+            end_cursor=encode_cursor(edges[-1].sort_key) if edges else None,
         ),
         total_count=total,
     )

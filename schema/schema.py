@@ -12,8 +12,10 @@ from strawberry.extensions import (
     MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
+    ParserCache,
     QueryDepthLimiter,
     SchemaExtension,
+    ValidationCache,
 )
 
 from schema.context import ApiConfig, Info
@@ -70,6 +72,8 @@ def build_schema(config: ApiConfig) -> strawberry.Schema:
     # Factories, so each request gets fresh extension instances.
     extensions: list[Any] = [
         Transaction,
+        lambda: ParserCache(maxsize=256),
+        lambda: ValidationCache(maxsize=256),
         lambda: QueryDepthLimiter(max_depth=config.max_depth),
         lambda: MaxAliasesLimiter(max_alias_count=config.max_aliases),
         lambda: MaxTokensLimiter(max_token_count=config.max_tokens),

@@ -15,6 +15,9 @@ INSIDE_SCOPE = f"scope <@ {CALLER_SCOPES}"
 # The row is an ancestor of one of the caller's scopes (a district user may read the city's row).
 ANCESTOR_OF_SCOPE = f"scope @> {CALLER_SCOPES}"
 IS_PRINCIPAL = "('user:' || id::text) = current_setting('app.principal', true)"
+# The caller's one scope is the whole city: every row of the tenant is inside it. Comparing the two
+# settings as text is cheap, while the ltree[] cast in the scope tests is redone for every row.
+WHOLE_TENANT = "current_setting('app.scopes', true) = '{c' || current_setting('app.tenant_id', true) || '}'"
 
 
 class Visibility(StrEnum):
@@ -25,13 +28,14 @@ class Visibility(StrEnum):
 
 
 def policy_statements(table: str, visibility: Visibility) -> list[str]:
-    inside = f"{TENANT_MATCHES} AND {INSIDE_SCOPE}"
+    inside = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE})"
     if visibility is Visibility.TENANT:
         read = write = TENANT_MATCHES
     elif visibility is Visibility.HIERARCHY:
-        read, write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})", inside
+        read = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})"
+        write = inside
     elif visibility is Visibility.USER:
-        read = write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {IS_PRINCIPAL})"
+        read = write = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE} OR {IS_PRINCIPAL})"
     else:
         read = write = inside
     return [

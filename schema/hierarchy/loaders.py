@@ -52,6 +52,13 @@ class HierarchyLoaders:
             self._nodes[level] = DataLoader(load_fn=load)
         return self._nodes[level]
 
+    def close(self) -> None:
+        """Drop the loaders: their load functions refer back to this object, and a cycle holding a whole
+        response would wait for the cyclic garbage collector."""
+        self._pages.clear()
+        self._nodes.clear()
+        self._city = None
+
     async def city(self) -> Any:
         """The caller's city row, fetched at most once per request."""
         if self._city is None:

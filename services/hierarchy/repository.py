@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, literal, select, text, true
+from sqlalchemy import Select, and_, bindparam, func, insert, literal, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import InstrumentedAttribute, aliased
+from sqlalchemy.orm import InstrumentedAttribute
 
 from tenants.models import City, District, Station, Street
 
@@ -70,26 +70,26 @@ class Page:
     has_previous: bool
 
 
-def _filters(model: type[HierarchyModel], args: PageArgs) -> list[Any]:
-    conditions: list[Any] = []
-    if args.code is not None:
-        conditions.append(model.code == args.code)
-    if args.name_contains:
-        escaped = args.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        conditions.append(model.name.ilike(f"%{escaped}%", escape="\\"))
-    if not args.include_retired:
-        conditions.append(model.retired_at.is_(None))
-    return conditions
-
-
-def _paged(
-    level: Level, tenant_id: int, args: PageArgs, parent_column: Any, parent_condition: Any
-) -> Select[Any]:
+def _paged_statement(level: Level, *, by_parent: bool, filters: tuple[bool, bool, bool, bool]) -> Select[Any]:
+    """The page query for a level, with bound parameters, built once per shape so SQLAlchemy's compiled
+    cache serves every later call."""
+    with_after, with_code, with_name, include_retired = filters
     model = level.model
-    after = model.code > args.after if args.after is not None else true()
+    columns = list(model.__table__.columns)
+    parent_column: Any = level.parent_column() if by_parent else literal(0)
+    conditions: list[Any] = [model.tenant_id == bindparam("tenant_id")]
+    if by_parent:
+        conditions.append(parent_column.in_(bindparam("parent_ids", expanding=True)))
+    if with_code:
+        conditions.append(model.code == bindparam("code"))
+    if with_name:
+        conditions.append(model.name.ilike(bindparam("name_pattern"), escape="\\"))
+    if not include_retired:
+        conditions.append(model.retired_at.is_(None))
+    after = model.code > bindparam("after") if with_after else true()
     ranked = (
         select(
-            model,
+            *columns,
             parent_column.label("parent_key"),
             func.count().over(partition_by=parent_column).label("total"),
             func.count().filter(after).over(partition_by=parent_column).label("remaining"),
@@ -98,46 +98,65 @@ def _paged(
             .over(partition_by=parent_column, order_by=model.code)
             .label("position"),
         )
-        .where(model.tenant_id == tenant_id, parent_condition, *_filters(model, args))
+        .where(*conditions)
         .subquery()
     )
-    entity = _aliased(model, ranked)
+    after_in_page = ranked.c.code > bindparam("after") if with_after else true()
     return (
-        select(entity, ranked.c.parent_key, ranked.c.total, ranked.c.remaining)
-        .where(and_(after_condition(ranked, args), ranked.c.position <= args.first))
+        select(
+            *(ranked.c[column.key] for column in columns),
+            ranked.c.parent_key,
+            ranked.c.total,
+            ranked.c.remaining,
+        )
+        .where(and_(after_in_page, ranked.c.position <= bindparam("first")))
         .order_by(ranked.c.parent_key, ranked.c.code)
     )
 
 
-def after_condition(ranked: Any, args: PageArgs) -> Any:
-    return ranked.c.code > args.after if args.after is not None else true()
+_statements: dict[tuple[Level, bool, tuple[bool, bool, bool, bool]], Select[Any]] = {}
 
 
-def _aliased(model: type[HierarchyModel], subquery: Any) -> Any:
-    return aliased(model, subquery)
+def _paged(
+    level: Level, tenant_id: int, args: PageArgs, parent_ids: Sequence[int] | None
+) -> tuple[Select[Any], dict[str, Any]]:
+    shape = (args.after is not None, args.code is not None, bool(args.name_contains), args.include_retired)
+    key = (level, parent_ids is not None, shape)
+    if key not in _statements:
+        _statements[key] = _paged_statement(level, by_parent=parent_ids is not None, filters=shape)
+    values: dict[str, Any] = {"tenant_id": tenant_id, "first": args.first}
+    if parent_ids is not None:
+        values["parent_ids"] = list(parent_ids)
+    if args.after is not None:
+        values["after"] = args.after
+    if args.code is not None:
+        values["code"] = args.code
+    if args.name_contains:
+        escaped = args.name_contains.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        values["name_pattern"] = f"%{escaped}%"
+    return _statements[key], values
 
 
 async def pages_by_parent(
     session: AsyncSession, level: Level, tenant_id: int, parent_ids: Sequence[int], args: PageArgs
 ) -> dict[int, Page]:
     """One statement for the pages of children of many parents (the DataLoader batch)."""
-    parent_column = level.parent_column()
-    statement = _paged(level, tenant_id, args, parent_column, parent_column.in_(list(parent_ids)))
-    return _collect(await session.execute(statement), parent_ids, args)
+    statement, values = _paged(level, tenant_id, args, parent_ids)
+    return _collect(await session.execute(statement, values), parent_ids, args)
 
 
 async def page_of_all(session: AsyncSession, level: Level, tenant_id: int, args: PageArgs) -> Page:
     """A page of every visible node of a level (one partition)."""
-    statement = _paged(level, tenant_id, args, literal(0), true())
-    return _collect(await session.execute(statement), [0], args)[0]
+    statement, values = _paged(level, tenant_id, args, None)
+    return _collect(await session.execute(statement, values), [0], args)[0]
 
 
 def _collect(result: Any, parent_ids: Sequence[int], args: PageArgs) -> dict[int, Page]:
     grouped: dict[int, list[Any]] = {}
     totals: dict[int, tuple[int, int]] = {}
-    for node, parent_key, total, remaining in result:
-        grouped.setdefault(parent_key, []).append(node)
-        totals[parent_key] = (total, remaining)
+    for row in result:
+        grouped.setdefault(row.parent_key, []).append(row)
+        totals[row.parent_key] = (row.total, row.remaining)
     pages: dict[int, Page] = {}
     for parent_id in parent_ids:
         total, remaining = totals.get(parent_id, (0, 0))

@@ -158,3 +158,41 @@ def test_settings_are_transaction_local(app_dsn: str, alpha: TenantInfo) -> None
         conn.commit()
         assert conn.execute("SELECT current_setting('app.tenant_id', true)").fetchone() == ("",)
         assert conn.execute("SELECT count(*) FROM districts").fetchone() == (0,)
+
+
+def test_settings_that_disagree_see_nothing(app_dsn: str, alpha: TenantInfo, beta: TenantInfo) -> None:
+    """Raw SQL can set anything; a tenant id with another tenant's scopes opens no door."""
+    with psycopg.connect(app_dsn) as conn:
+        conn.execute(
+            f"SET LOCAL app.tenant_id = '{beta.tenant_id}'; SET LOCAL app.scopes = '{{{alpha.scope}}}'; "
+            "SET LOCAL app.principal = 'user:1'"
+        )
+        for table in ("cities", "districts", "streets", "stations", "users"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        conn.rollback()
+
+
+def test_users_are_visible_inside_the_scope_and_to_themselves(
+    app_dsn: str, owner_dsn: str, alpha: TenantInfo, districts_of_alpha: list[tuple[int, str]]
+) -> None:
+    own_scope = districts_of_alpha[0][1]
+    with psycopg.connect(owner_dsn) as owner:
+        admin_id = owner.execute(
+            "SELECT id FROM users WHERE tenant_id = %s AND username = 'admin'", (alpha.tenant_id,)
+        ).fetchone()
+        assert admin_id is not None
+        owner.execute(
+            "INSERT INTO users (tenant_id, username, display_name, password_hash, scope) "
+            "VALUES (%s, 'district-clerk', '区工作人员', 'x', %s::ltree)",
+            (alpha.tenant_id, own_scope),
+        )
+        owner.commit()
+    with psycopg.connect(app_dsn) as conn:
+        with_context(conn, TenantContext(alpha.tenant_id, (own_scope,), "user:999999"))
+        visible = {row[0] for row in conn.execute("SELECT username FROM users")}
+        assert visible == {"district-clerk"}  # the city-level admin is above this scope
+        conn.rollback()
+        with_context(conn, TenantContext(alpha.tenant_id, (own_scope,), f"user:{admin_id[0]}"))
+        visible = {row[0] for row in conn.execute("SELECT username FROM users")}
+        assert visible == {"district-clerk", "admin"}  # and a user always sees their own row
+        conn.rollback()
