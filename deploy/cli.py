@@ -26,7 +26,7 @@ from services.audit import service as audit
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
 from services.unit_of_work import unit_of_work
-from tenants.context import SCOPE_PATTERN, TenantContext, city_scope, scope_is_within
+from tenants.context import SCOPE_PATTERN, TENANT_CODE_PATTERN, TenantContext, city_scope, scope_is_within
 from tenants.db import Database
 from tenants.roles import ROLE_NAMES, Role
 
@@ -115,7 +115,7 @@ def seed_synthetic_command(
     name: Annotated[str | None, typer.Option(help="The city's name.")] = None,
 ) -> None:
     """Generate a deterministic synthetic tenant of the given size."""
-    if not re.fullmatch(r"[a-z][a-z0-9_-]{1,31}", tenant):
+    if not TENANT_CODE_PATTERN.fullmatch(tenant):
         fail("a tenant code is 2 to 32 lowercase letters, digits, '-' or '_', starting with a letter.")
     with progress_bar(f"seeding {tenant}") as factory:
         result = run_with_database(

@@ -62,10 +62,6 @@ class InvalidCredentialsError(Error):
     pass
 
 
-AnyError = (
-    NotFoundError | OutOfScopeError | DuplicateCodeError | InvalidInputError | ConflictError | ForbiddenError
-)
-
 _BY_CODE: dict[str, type[Error]] = {
     "NOT_FOUND": NotFoundError,
     "OUT_OF_SCOPE": OutOfScopeError,

@@ -30,7 +30,3 @@ class InvalidInput(DomainError):
 
 class Conflict(DomainError):
     code = "CONFLICT"
-
-
-class Forbidden(DomainError):
-    code = "FORBIDDEN"

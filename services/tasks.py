@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +22,3 @@ def run_in_tenant(tenant_id: int, work: Callable[[AsyncSession, TenantContext], 
             return await work(session, context)
 
     return runtime.run(run)
-
-
-def task_kwargs(kwargs: dict[str, Any]) -> tuple[int, int]:
-    return int(kwargs["tenant_id"]), int(kwargs["outbox_id"])

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 SCOPE_PATTERN = re.compile(r"^[a-z][0-9]{1,18}(\.[a-z][0-9]{1,18}){0,7}$")
+TENANT_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 PRINCIPAL_PATTERN = re.compile(r"^[a-z]{2,16}:[A-Za-z0-9_.@-]{1,64}$")
 MAX_TENANT_ID = 2**63 - 1
 

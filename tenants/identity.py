@@ -10,7 +10,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from tenants.context import TenantContext, city_scope
+from tenants.context import TENANT_CODE_PATTERN, TenantContext, city_scope
 from tenants.db import Database, set_context
 from tenants.models import City, RoleAssignment, User
 from tenants.roles import Role
@@ -46,6 +46,10 @@ class Identity:
 
 async def create_tenant(database: Database, code: str, name: str) -> int:
     """Create a city (a tenant) and return its tenant id."""
+    if not TENANT_CODE_PATTERN.fullmatch(code):
+        raise ValueError(
+            "a tenant code is 2 to 32 lowercase letters, digits, '-' or '_', starting with a letter"
+        )
     async with database.open() as session, session.begin():
         tenant_id = int(
             await session.scalar(text("SELECT nextval(pg_get_serial_sequence('cities', 'tenant_id'))"))

@@ -33,10 +33,6 @@ class Principal:
     def has_any_role(self, *roles: Role) -> bool:
         return not self.roles.isdisjoint(roles)
 
-    def covers(self, scope: str) -> bool:
-        """True when `scope` lies inside one of the principal's scopes."""
-        return any(scope_is_within(scope, own) for own in self.scopes)
-
 
 class TenantDirectory:
     """Resolves tenant codes to ids, caching the answers (tenant codes never change)."""
