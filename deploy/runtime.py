@@ -26,7 +26,7 @@ def token_codec(settings: Settings) -> TokenCodec:
 
 
 def database(settings: Settings) -> Database:
-    return Database(settings.app_url, pool_size=settings.db_pool_size)
+    return Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=settings.db_pool_size)
 
 
 def api_config(settings: Settings) -> ApiConfig:
@@ -49,5 +49,7 @@ def configure_celery(settings: Settings) -> Celery:
 
 def configure_worker(settings: Settings) -> Celery:
     app = configure_celery(settings)
-    worker_runtime.configure_database(Database(settings.app_url, pool_size=2))
+    worker_runtime.configure_database(
+        Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=2)
+    )
     return app

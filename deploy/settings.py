@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     owner_password: str = Field("liaison_owner", alias="LIAISON_OWNER_PASSWORD")
     app_role: str = Field("liaison_app", alias="LIAISON_APP_ROLE")
     app_password: str = Field("liaison_app", alias="LIAISON_APP_PASSWORD")
+    # No login: the app role switches to it for transactions whose one scope is the whole city.
+    tenant_role: str = Field("liaison_tenant", alias="LIAISON_TENANT_ROLE")
     db_pool_size: int = Field(10, alias="LIAISON_DB_POOL_SIZE")
 
     celery_broker_url: str = Field(DEFAULT_BROKER_URL, alias="CELERY_BROKER_URL")
@@ -50,7 +52,7 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", alias="LIAISON_HOST")
     port: int = Field(8000, alias="LIAISON_PORT")
 
-    @field_validator("owner_role", "app_role")
+    @field_validator("owner_role", "app_role", "tenant_role")
     @classmethod
     def _plain_identifier(cls, value: str) -> str:
         # Role names are written into DDL (roles cannot be bind parameters).

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.outbox.service import PENDING_KEY, Publisher, celery_publisher, publish_committed, take_pending
 from tenants.context import TenantContext
-from tenants.db import Database, set_context
+from tenants.db import Database
 
 
 class UnitOfWork:
@@ -27,7 +27,7 @@ class UnitOfWork:
         if self._session is None:
             session = self.database.open()
             await session.begin()
-            await set_context(session, self.context)
+            await self.database.apply(session, self.context)
             self._session = session
         return self._session
 

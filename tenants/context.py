@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 SCOPE_PATTERN = re.compile(r"^[a-z][0-9]{1,18}(\.[a-z][0-9]{1,18}){0,7}$")
+ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TENANT_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 PRINCIPAL_PATTERN = re.compile(r"^[a-z]{2,16}:[A-Za-z0-9_.@-]{1,64}$")
 MAX_TENANT_ID = 2**63 - 1
@@ -56,15 +57,25 @@ class TenantContext:
     def whole_tenant(cls, tenant_id: int, principal: str) -> TenantContext:
         return cls(tenant_id, (city_scope(tenant_id),), principal)
 
-    def set_local_statement(self) -> str:
-        """The SET LOCAL statements for this context.
+    @property
+    def is_whole_tenant(self) -> bool:
+        return self.scopes == (city_scope(self.tenant_id),)
+
+    def set_local_statement(self, tenant_role: str | None = None) -> str:
+        """The SET LOCAL statements for this context; with `tenant_role`, a whole-tenant context also
+        switches to that role (see tenants.rls).
 
         SET cannot take bind parameters, so the values are interpolated; __post_init__ has already
         restricted them to digits, letters, dots, colons and a few safe punctuation marks.
         """
         scopes = "{" + ",".join(self.scopes) + "}"
-        return (
+        statement = (
             f"SET LOCAL app.tenant_id = '{self.tenant_id}'; "
             f"SET LOCAL app.scopes = '{scopes}'; "
             f"SET LOCAL app.principal = '{self.principal}'"
         )
+        if tenant_role is not None and self.is_whole_tenant:
+            if not ROLE_PATTERN.fullmatch(tenant_role):
+                raise InvalidContext(f"role {tenant_role!r} is not a plain identifier")
+            statement += f"; SET LOCAL ROLE {tenant_role}"
+        return statement

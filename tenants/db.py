@@ -27,7 +27,16 @@ def async_url(url: str) -> str:
 class Database:
     """Engine plus tenant-scoped sessions for the application role."""
 
-    def __init__(self, url: str, *, pool_size: int = 10, **engine_options: Any) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        tenant_role: str | None = "liaison_tenant",
+        pool_size: int = 10,
+        **engine_options: Any,
+    ) -> None:
+        # The role a whole-tenant transaction switches to (None: stay the app role, scope tests and all).
+        self.tenant_role = tenant_role
         self.engine: AsyncEngine = create_async_engine(
             async_url(url), pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, **engine_options
         )
@@ -37,11 +46,11 @@ class Database:
     async def scoped(self, context: TenantContext) -> AsyncIterator[AsyncSession]:
         """One transaction under `context`: commits when the block ends, rolls back on an exception."""
         async with self._sessions() as session, session.begin():
-            await set_context(session, context)
+            await self.apply(session, context)
             yield session
 
     def open(self) -> AsyncSession:
-        """A session whose transaction the caller drives; call set_context right after begin."""
+        """A session whose transaction the caller drives; call apply() right after begin."""
         return self._sessions()
 
     async def tenant_id_for(self, code: str) -> int | None:
@@ -54,10 +63,10 @@ class Database:
         async with self.engine.connect() as connection:
             return [str(row[0]) for row in await connection.execute(text("SELECT liaison_tenant_codes()"))]
 
+    async def apply(self, session: AsyncSession, context: TenantContext) -> None:
+        """Set the transaction's tenant context (the first statement of every transaction)."""
+        connection = await session.connection()
+        await connection.exec_driver_sql(context.set_local_statement(self.tenant_role))
+
     async def dispose(self) -> None:
         await self.engine.dispose()
-
-
-async def set_context(session: AsyncSession, context: TenantContext) -> None:
-    connection = await session.connection()
-    await connection.exec_driver_sql(context.set_local_statement())

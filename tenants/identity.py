@@ -11,7 +11,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from tenants.context import TENANT_CODE_PATTERN, TenantContext, city_scope
-from tenants.db import Database, set_context
+from tenants.db import Database
 from tenants.models import City, RoleAssignment, User
 from tenants.roles import Role
 
@@ -54,7 +54,7 @@ async def create_tenant(database: Database, code: str, name: str) -> int:
         tenant_id = int(
             await session.scalar(text("SELECT nextval(pg_get_serial_sequence('cities', 'tenant_id'))"))
         )
-        await set_context(session, TenantContext.whole_tenant(tenant_id, "system:provision"))
+        await database.apply(session, TenantContext.whole_tenant(tenant_id, "system:provision"))
         session.add(City(tenant_id=tenant_id, code=code, name=name, scope=city_scope(tenant_id)))
     return tenant_id
 

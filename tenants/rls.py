@@ -15,9 +15,6 @@ INSIDE_SCOPE = f"scope <@ {CALLER_SCOPES}"
 # The row is an ancestor of one of the caller's scopes (a district user may read the city's row).
 ANCESTOR_OF_SCOPE = f"scope @> {CALLER_SCOPES}"
 IS_PRINCIPAL = "('user:' || id::text) = current_setting('app.principal', true)"
-# The caller's one scope is the whole city: every row of the tenant is inside it. Comparing the two
-# settings as text is cheap, while the ltree[] cast in the scope tests is redone for every row.
-WHOLE_TENANT = "current_setting('app.scopes', true) = '{c' || current_setting('app.tenant_id', true) || '}'"
 
 
 class Visibility(StrEnum):
@@ -27,32 +24,46 @@ class Visibility(StrEnum):
     TENANT = "tenant"  # any scope of the tenant (rows with no place in the hierarchy)
 
 
-def policy_statements(table: str, visibility: Visibility) -> list[str]:
-    inside = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE})"
+def policy_statements(table: str, visibility: Visibility, *, app_role: str, tenant_role: str) -> list[str]:
+    """Policies for the two roles that serve requests.
+
+    `app_role` is bound by the caller's scopes. `tenant_role` is what a transaction whose one scope is
+    the whole city switches to (SET LOCAL ROLE): it sees its tenant and nothing else, and skips the scope
+    tests, whose ltree[] cast PostgreSQL would otherwise redo for every row.
+    """
+    inside = f"{TENANT_MATCHES} AND {INSIDE_SCOPE}"
     if visibility is Visibility.TENANT:
         read = write = TENANT_MATCHES
     elif visibility is Visibility.HIERARCHY:
-        read = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})"
-        write = inside
+        read, write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})", inside
     elif visibility is Visibility.USER:
-        read = write = f"{TENANT_MATCHES} AND ({WHOLE_TENANT} OR {INSIDE_SCOPE} OR {IS_PRINCIPAL})"
+        read = write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {IS_PRINCIPAL})"
     else:
         read = write = inside
     return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-        f"CREATE POLICY {table}_read ON {table} FOR SELECT USING ({read})",
-        f"CREATE POLICY {table}_insert ON {table} FOR INSERT WITH CHECK ({write})",
-        f"CREATE POLICY {table}_update ON {table} FOR UPDATE USING ({write}) WITH CHECK ({write})",
-        f"CREATE POLICY {table}_delete ON {table} FOR DELETE USING ({write})",
+        *_policies(table, "scoped", app_role, read, write),
+        *_policies(table, "tenant", tenant_role, TENANT_MATCHES, TENANT_MATCHES),
+    ]
+
+
+def _policies(table: str, prefix: str, role: str, read: str, write: str) -> list[str]:
+    return [
+        f"CREATE POLICY {prefix}_read ON {table} FOR SELECT TO {role} USING ({read})",
+        f"CREATE POLICY {prefix}_insert ON {table} FOR INSERT TO {role} WITH CHECK ({write})",
+        f"CREATE POLICY {prefix}_update ON {table} FOR UPDATE TO {role} USING ({write}) WITH CHECK ({write})",
+        f"CREATE POLICY {prefix}_delete ON {table} FOR DELETE TO {role} USING ({write})",
     ]
 
 
 def drop_policy_statements(table: str) -> list[str]:
+    actions = ("read", "insert", "update", "delete")
     return [
         *(
-            f"DROP POLICY IF EXISTS {table}_{action} ON {table}"
-            for action in ("read", "insert", "update", "delete")
+            f"DROP POLICY IF EXISTS {prefix}_{action} ON {table}"
+            for prefix in ("scoped", "tenant")
+            for action in actions
         ),
         f"ALTER TABLE {table} NO FORCE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} DISABLE ROW LEVEL SECURITY",

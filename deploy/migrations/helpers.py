@@ -27,7 +27,8 @@ def reset_role() -> None:
 
 
 def protect(table: str, visibility: Visibility) -> None:
-    for statement in policy_statements(table, visibility):
+    s = settings()
+    for statement in policy_statements(table, visibility, app_role=s.app_role, tenant_role=s.tenant_role):
         op.execute(statement)
 
 

@@ -439,12 +439,14 @@ def measure_case(
     app: psycopg.Connection[Any],
     owner: psycopg.Connection[Any],
     set_local: str,
+    app_set_local: str,
     statements: StatementCount,
 ) -> CaseResult:
     prefix, suffix = f"graphql_{case.name}", f"sql_{case.name}"
     variants: dict[str, Measure] = {
         prefix: graphql_measure(client, graphql_url, token, case),
-        f"{suffix}_app_rls": sql_measure(app, case, set_local),
+        # As the API runs it: a whole-city context also switches to the tenant role (tenants.rls).
+        f"{suffix}_app_rls": sql_measure(app, case, app_set_local),
         # The same transaction as the app role's, so the two differ only by the policies.
         f"{suffix}_owner": sql_measure(owner, case, set_local),
         # What a deployment without RLS would run: no SET LOCAL round trip either.
@@ -514,7 +516,11 @@ def run(full_tree_iterations: int, district_page_iterations: int) -> dict[str, A
         token = issue_token(settings, tenant_id)
         bench_cases = cases(tenant_id, full_tree_iterations, district_page_iterations)
         statements = asyncio.run(count_statements(settings, token, bench_cases))
-        set_local = TenantContext(tenant_id, (city_scope(tenant_id),), PRINCIPAL).set_local_statement()
+        context = TenantContext(tenant_id, (city_scope(tenant_id),), PRINCIPAL)
+        set_local, app_set_local = (
+            context.set_local_statement(),
+            context.set_local_statement(settings.tenant_role),
+        )
         with (
             api_server(settings) as base_url,
             httpx.Client(timeout=60) as client,
@@ -523,7 +529,15 @@ def run(full_tree_iterations: int, district_page_iterations: int) -> dict[str, A
         ):
             results = [
                 measure_case(
-                    case, client, f"{base_url}/graphql", token, app, owner, set_local, statements[case.name]
+                    case,
+                    client,
+                    f"{base_url}/graphql",
+                    token,
+                    app,
+                    owner,
+                    set_local,
+                    app_set_local,
+                    statements[case.name],
                 )
                 for case in bench_cases
             ]

@@ -30,6 +30,11 @@ def test_context_refuses_anything_unsafe(tenant_id: int, scopes: tuple[str, ...]
         TenantContext(tenant_id, scopes, principal)
 
 
+def test_context_refuses_an_odd_role_name() -> None:
+    with pytest.raises(InvalidContext):
+        TenantContext.whole_tenant(1, "user:1").set_local_statement("x; RESET ROLE")
+
+
 def test_context_statement_sets_three_local_settings() -> None:
     statement = TenantContext(12, ("c12.d3", "c12.d4.s5"), "user:9").set_local_statement()
     assert statement == (

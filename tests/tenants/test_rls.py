@@ -196,3 +196,39 @@ def test_users_are_visible_inside_the_scope_and_to_themselves(
         visible = {row[0] for row in conn.execute("SELECT username FROM users")}
         assert visible == {"district-clerk", "admin"}  # and a user always sees their own row
         conn.rollback()
+
+
+def test_the_tenant_role_sees_its_tenant_only(app_dsn: str, alpha: TenantInfo, beta: TenantInfo) -> None:
+    """A whole-tenant transaction switches to the tenant role: bound by the tenant, nothing else."""
+    statement = TenantContext.whole_tenant(alpha.tenant_id, "user:1").set_local_statement("liaison_tenant")
+    assert statement.endswith("SET LOCAL ROLE liaison_tenant")
+    with psycopg.connect(app_dsn) as conn:
+        conn.execute("SET LOCAL ROLE liaison_tenant")
+        for table in ("cities", "districts", "stations", "users", "audit_log", "outbox"):
+            assert conn.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+        conn.rollback()
+        conn.execute(statement)
+        assert conn.execute("SELECT current_user").fetchone() == ("liaison_tenant",)
+        tenants = {row[0] for row in conn.execute("SELECT DISTINCT tenant_id FROM stations")}
+        assert tenants == {alpha.tenant_id}
+        assert (
+            conn.execute("UPDATE districts SET name = 'x' WHERE tenant_id = %s", (beta.tenant_id,)).rowcount
+            == 0
+        )
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO districts (tenant_id, code, name, scope) VALUES (%s, 'evil', 'evil', %s::ltree)",
+                (beta.tenant_id, f"{beta.scope}.d999999"),
+            )
+        conn.rollback()
+        # The app role does not inherit the tenant role's policies: membership is NOINHERIT.
+        assert conn.execute("SELECT rolinherit FROM pg_roles WHERE rolname = current_user").fetchone() == (
+            False,
+        )
+
+
+def test_a_scoped_context_never_switches_role(alpha: TenantInfo) -> None:
+    scoped = TenantContext(alpha.tenant_id, (f"{alpha.scope}.d1",), "user:1")
+    assert "ROLE" not in scoped.set_local_statement("liaison_tenant")
+    several = TenantContext(alpha.tenant_id, (alpha.scope, f"{alpha.scope}.d1"), "user:1")
+    assert "ROLE" not in several.set_local_statement("liaison_tenant")

@@ -24,7 +24,7 @@ TIMESTAMP = sa.DateTime(timezone=True)
 
 def _roles() -> None:
     s = settings()
-    owner, app = s.owner_role, s.app_role
+    owner, app, tenant = s.owner_role, s.app_role, s.tenant_role
     # Role names are validated identifiers (deploy.settings); passwords are quoted literals.
     op.execute(
         f"""
@@ -36,26 +36,33 @@ def _roles() -> None:
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {quote_literal(app)}) THEN
             CREATE ROLE {app} LOGIN;
           END IF;
+          IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = {quote_literal(tenant)}) THEN
+            CREATE ROLE {tenant} NOLOGIN;
+          END IF;
         END $$
         """  # noqa: S608
     )
     # The owner migrates and may read across tenants for operations; the app role serves requests and
     # must stay subject to every policy.
     op.execute(f"ALTER ROLE {owner} LOGIN BYPASSRLS PASSWORD {quote_literal(s.owner_password)}")
+    # NOINHERIT: the app role holds the tenant role's policies only after SET ROLE, which the scoped
+    # session does for a transaction whose one scope is the whole city.
     op.execute(
-        f"ALTER ROLE {app} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE "
+        f"ALTER ROLE {app} LOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT "
         f"PASSWORD {quote_literal(s.app_password)}"
     )
+    op.execute(f"ALTER ROLE {tenant} NOLOGIN NOSUPERUSER NOBYPASSRLS NOCREATEDB NOCREATEROLE NOINHERIT")
+    op.execute(f"GRANT {tenant} TO {app}")
     op.execute(f"GRANT {owner} TO CURRENT_USER")
     op.execute(f"GRANT USAGE, CREATE ON SCHEMA public TO {owner}")
-    op.execute(f"GRANT USAGE ON SCHEMA public TO {app}")
+    op.execute(f"GRANT USAGE ON SCHEMA public TO {app}, {tenant}")
     op.execute(
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
-        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}"
+        f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {app}, {tenant}"
     )
     op.execute(
         f"ALTER DEFAULT PRIVILEGES FOR ROLE {owner} IN SCHEMA public "
-        f"GRANT USAGE, SELECT ON SEQUENCES TO {app}"
+        f"GRANT USAGE, SELECT ON SEQUENCES TO {app}, {tenant}"
     )
 
 

@@ -49,8 +49,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
     )
     # History is appended, never rewritten, by the application.
-    op.execute(f"REVOKE UPDATE, DELETE ON audit_log FROM {app}")
-    op.execute(f"REVOKE DELETE ON audit_heads FROM {app}")
+    tenant = settings().tenant_role
+    op.execute(f"REVOKE UPDATE, DELETE ON audit_log FROM {app}, {tenant}")
+    op.execute(f"REVOKE DELETE ON audit_heads FROM {app}, {tenant}")
 
     op.create_table(
         "outbox",
