@@ -6,13 +6,13 @@ from services.celery_app import celery_app
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
 from services.notifications.service import deliver
-from services.tasks import run_in_tenant
+from services.tasks import RETRYING, run_in_tenant
 from tenants.context import TenantContext
 
 _VERBS = {"created": "新设", "renamed": "更名", "moved": "调整隶属", "retired": "撤销"}
 
 
-@celery_app.task(name="hierarchy.node_changed")
+@celery_app.task(name="hierarchy.node_changed", **RETRYING)
 def node_changed(
     *, tenant_id: int, outbox_id: int, action: str, level: str, node_id: int, actor: str
 ) -> bool:

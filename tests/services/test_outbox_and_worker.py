@@ -13,6 +13,7 @@ import psycopg
 import pytest
 import redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from deploy.settings import Settings
 from services.celery_app import DURABLE_SETTINGS, VISIBILITY_TIMEOUT_SECONDS, celery_app
@@ -49,6 +50,10 @@ def test_durability_settings_are_pinned() -> None:
     assert conf.result_backend_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
     assert conf.task_time_limit < VISIBILITY_TIMEOUT_SECONDS
     assert DURABLE_SETTINGS["task_acks_late"] is True
+    import services.hierarchy.tasks  # noqa: F401  (registers the task)
+
+    node_changed = celery_app.tasks["hierarchy.node_changed"]
+    assert DBAPIError in node_changed.autoretry_for and node_changed.max_retries == 8
 
 
 async def notifications_from(owner_dsn: str, tenant_id: int, source: str) -> list[tuple[str, str]]:
