@@ -19,20 +19,20 @@ def canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
-def link_hash(
-    *,
-    tenant_id: int,
-    seq: int,
-    at: datetime,
-    actor: str,
-    action: str,
-    subject: str,
-    scope: str,
-    payload: dict[str, Any],
-    prev_hash: str,
-) -> str:
+def link_hash(entry: AuditEntry) -> str:
+    """The hash of a link: its own fields and the previous link's hash, canonically encoded."""
     body = canonical_json(
-        [tenant_id, seq, at.astimezone(UTC).isoformat(), actor, action, subject, scope, payload, prev_hash]
+        [
+            entry.tenant_id,
+            entry.seq,
+            entry.at.astimezone(UTC).isoformat(),
+            entry.actor,
+            entry.action,
+            entry.subject,
+            entry.scope,
+            entry.payload,
+            entry.prev_hash,
+        ]
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -59,33 +59,20 @@ async def append(
     head = (
         await session.execute(select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update())
     ).scalar_one()
-    seq = head.last_seq + 1
-    at = datetime.now(UTC)
-    digest = link_hash(
-        tenant_id=tenant_id,
-        seq=seq,
-        at=at,
-        actor=actor,
-        action=action,
-        subject=subject,
-        scope=scope,
-        payload=payload,
-        prev_hash=head.last_hash,
-    )
     entry = AuditEntry(
         tenant_id=tenant_id,
-        seq=seq,
-        at=at,
+        seq=head.last_seq + 1,
+        at=datetime.now(UTC),
         actor=actor,
         action=action,
         subject=subject,
         scope=scope,
         payload=payload,
         prev_hash=head.last_hash,
-        hash=digest,
     )
+    entry.hash = link_hash(entry)
     session.add(entry)
-    head.last_seq, head.last_hash = seq, digest
+    head.last_seq, head.last_hash = entry.seq, entry.hash
     await session.flush()
     return entry
 
@@ -130,17 +117,7 @@ async def verify(session: AsyncSession, tenant_id: int, *, batch: int = 1000) ->
             return VerifyReport(tenant_id, checked, expected_seq, f"link {expected_seq} is missing")
         if entry.prev_hash != prev_hash:
             return VerifyReport(tenant_id, checked, entry.seq, "it does not point at the link before it")
-        recomputed = link_hash(
-            tenant_id=entry.tenant_id,
-            seq=entry.seq,
-            at=entry.at,
-            actor=entry.actor,
-            action=entry.action,
-            subject=entry.subject,
-            scope=entry.scope,
-            payload=entry.payload,
-            prev_hash=entry.prev_hash,
-        )
+        recomputed = link_hash(entry)
         if recomputed != entry.hash:
             return VerifyReport(tenant_id, checked, entry.seq, "its contents do not match its hash")
         checked += 1

@@ -52,7 +52,7 @@ def test_durability_settings_are_pinned() -> None:
     assert DURABLE_SETTINGS["task_acks_late"] is True
     import services.hierarchy.tasks  # noqa: F401  (registers the task)
 
-    node_changed = celery_app.tasks["hierarchy.node_changed"]
+    node_changed: Any = celery_app.tasks["hierarchy.node_changed"]
     assert DBAPIError in node_changed.autoretry_for and node_changed.max_retries == 8
 
 
