@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, literal, select, text, true
+from sqlalchemy import Select, and_, bindparam, func, insert, literal, or_, select, text, true
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -97,19 +97,24 @@ def _paged_statement(level: Level, *, by_parent: bool, filters: tuple[bool, bool
             .filter(after)
             .over(partition_by=parent_column, order_by=model.code)
             .label("position"),
+            func.row_number().over(partition_by=parent_column, order_by=model.code).label("nth"),
         )
         .where(*conditions)
         .subquery()
     )
     after_in_page = ranked.c.code > bindparam("after") if with_after else true()
+    in_page = and_(after_in_page, ranked.c.position <= bindparam("first"))
     return (
         select(
             *(ranked.c[column.key] for column in columns),
             ranked.c.parent_key,
             ranked.c.total,
             ranked.c.remaining,
+            in_page.label("in_page"),
         )
-        .where(and_(after_in_page, ranked.c.position <= bindparam("first")))
+        # Each parent's first row comes along even when it is not on the page (first: 0, a cursor past
+        # the end), so the parent's totals are still known.
+        .where(or_(in_page, ranked.c.nth == 1))
         .order_by(ranked.c.parent_key, ranked.c.code)
     )
 
@@ -155,7 +160,8 @@ def _collect(result: Any, parent_ids: Sequence[int], args: PageArgs) -> dict[int
     grouped: dict[int, list[Any]] = {}
     totals: dict[int, tuple[int, int]] = {}
     for row in result:
-        grouped.setdefault(row.parent_key, []).append(row)
+        if row.in_page:
+            grouped.setdefault(row.parent_key, []).append(row)
         totals[row.parent_key] = (row.total, row.remaining)
     pages: dict[int, Page] = {}
     for parent_id in parent_ids:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 
+import pytest
+
 from tests.helpers import Api, TenantInfo
 
 TREE = """{ city { code name scope districts(first: 50) { totalCount edges { node { id code scope
@@ -140,11 +142,27 @@ async def test_connections_paginate_with_cursors_and_filter(api: Api, alpha: Ten
 async def test_nested_lists_cost_one_statement_per_level(
     api: Api, alpha: TenantInfo, beta: TenantInfo
 ) -> None:
-    """city, districts, streets, stations, then street and district parents: primed or batched."""
+    """The resolvers' path (createdAt keeps the query off the compiled path): city, districts, streets,
+    stations; the street and district parents come from the primed loaders."""
+    resolved = TREE.replace("id code scope street", "id code scope createdAt street")
     for tenant in (alpha, beta):  # different breadths, same statement count
         token = api.token(tenant, ["city_admin"])
         with api.count_statements() as statements:
-            await api.gql(TREE, token=token)
+            await api.gql(resolved, token=token)
         business = [s for s in statements if not s.startswith("SET LOCAL")]
         assert len(statements) - len(business) == 1  # the context, once per transaction
         assert len(business) == 4, business
+
+
+@pytest.mark.parametrize("extra", ["", " createdAt"], ids=["compiled", "resolvers"])
+async def test_an_empty_page_still_knows_its_totals(api: Api, alpha: TenantInfo, extra: str) -> None:
+    token = api.token(alpha, ["city_admin"])
+    page = f"""query($first: Int!, $after: String) {{ stations(first: $first, after: $after) {{ totalCount
+        pageInfo {{ hasNextPage hasPreviousPage startCursor }} edges {{ node {{ code{extra} }} }} }} }}"""
+    none = (await api.gql(page, {"first": 0}, token=token))["stations"]
+    assert none["totalCount"] == 18 and none["edges"] == []
+    assert none["pageInfo"] == {"hasNextPage": True, "hasPreviousPage": False, "startCursor": None}
+    past_the_end = base64.urlsafe_b64encode(b"after:ZZZZ").decode()
+    beyond = (await api.gql(page, {"first": 5, "after": past_the_end}, token=token))["stations"]
+    assert beyond["totalCount"] == 18 and beyond["edges"] == []
+    assert beyond["pageInfo"] == {"hasNextPage": False, "hasPreviousPage": True, "startCursor": None}
