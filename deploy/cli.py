@@ -13,10 +13,12 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Annotated, NoReturn, TypeVar
 
+import psycopg
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from deploy import migrate as migrations
 from deploy import runtime
@@ -335,6 +337,12 @@ def main() -> None:
         sys.exit(int(getattr(error, "exit_code", 2)))
     except typer.Abort:
         sys.exit(130)
+    except (OperationalError, psycopg.OperationalError) as error:
+        reason = str(getattr(error, "orig", error)).strip().splitlines()[0]
+        console.print(
+            f"liaison: cannot reach the database ({reason}); is `make services` running?", soft_wrap=True
+        )
+        sys.exit(1)
     except typer.Exit as done:
         sys.exit(done.exit_code)
     sys.exit(code if isinstance(code, int) else 0)

@@ -164,3 +164,11 @@ def test_audit_verify_reports_a_broken_link(cli_env: dict[str, str], owner_dsn: 
     broken = liaison(cli_env, "audit", "verify", "--tenant", "epsilon")
     assert broken.returncode == 1
     assert "link 1 is broken" in broken.stdout
+
+
+def test_an_unreachable_database_is_one_sentence(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "DATABASE_URL": "postgresql://postgres@127.0.0.1:9/liaison"}
+    done = liaison(env, "token", "--tenant", "alpha", "--role", "deputy")
+    assert done.returncode == 1
+    assert "cannot reach the database" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
