@@ -50,7 +50,15 @@ _MODELS: dict[Level, type[HierarchyModel]] = {
 
 # Tables whose rows carry a live scope that must follow a node when it moves. The audit log is not
 # here on purpose: it records where things were at the time, and its hashes cover that.
-LIVE_SCOPE_TABLES = ("districts", "streets", "stations", "users", "role_assignments")
+LIVE_SCOPE_TABLES = (
+    "districts",
+    "streets",
+    "stations",
+    "grid_cells",
+    "boundaries",
+    "users",
+    "role_assignments",
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,0 +1,92 @@
+"""Geography: grid cells and versioned boundaries (MultiPolygon, SRID 4326), GiST-indexed, under RLS.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-11-25
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+from geoalchemy2 import Geometry
+
+from deploy.migrations.helpers import as_owner, protect, reset_role, unprotect
+from tenants.models import Ltree
+from tenants.rls import Visibility
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+TIMESTAMP = sa.DateTime(timezone=True)
+
+
+def upgrade() -> None:
+    as_owner()
+    op.create_table(
+        "grid_cells",
+        sa.Column("tenant_id", sa.BigInteger, nullable=False),
+        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        sa.Column("station_id", sa.BigInteger, nullable=False),
+        sa.Column("code", sa.String(32), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("scope", Ltree(), nullable=False),
+        sa.Column("grid_worker_id", sa.BigInteger),
+        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("retired_at", TIMESTAMP),
+        sa.PrimaryKeyConstraint("tenant_id", "id"),
+        sa.ForeignKeyConstraint(["tenant_id", "station_id"], ["stations.tenant_id", "stations.id"]),
+        sa.ForeignKeyConstraint(["tenant_id", "grid_worker_id"], ["users.tenant_id", "users.id"]),
+        sa.UniqueConstraint("tenant_id", "code"),
+    )
+    op.create_index(
+        "ix_grid_cells_tenant_id_station_id_code", "grid_cells", ["tenant_id", "station_id", "code"]
+    )
+    op.create_index("ix_grid_cells_scope", "grid_cells", ["scope"], postgresql_using="gist")
+
+    op.create_table(
+        "boundaries",
+        sa.Column("tenant_id", sa.BigInteger, nullable=False),
+        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        sa.Column("level", sa.String(16), nullable=False),
+        sa.Column("node_id", sa.BigInteger, nullable=False),
+        sa.Column("scope", Ltree(), nullable=False),
+        sa.Column(
+            "geom", Geometry(geometry_type="MULTIPOLYGON", srid=4326, spatial_index=False), nullable=False
+        ),
+        sa.Column("valid_from", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        sa.Column("valid_to", TIMESTAMP),
+        sa.Column("synthetic", sa.Boolean, server_default="false", nullable=False),
+        sa.Column("source", sa.String(200), server_default="", nullable=False),
+        sa.PrimaryKeyConstraint("tenant_id", "id"),
+        sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        sa.CheckConstraint("level IN ('district', 'street', 'station', 'grid')", name="level"),
+        sa.CheckConstraint("valid_to IS NULL OR valid_to > valid_from", name="validity"),
+        sa.CheckConstraint("ST_IsValid(geom)", name="valid_geometry"),
+    )
+    op.create_index("ix_boundaries_geom", "boundaries", ["geom"], postgresql_using="gist")
+    op.create_index(
+        "uq_boundaries_current",
+        "boundaries",
+        ["tenant_id", "level", "node_id"],
+        unique=True,
+        postgresql_where=sa.text("valid_to IS NULL"),
+    )
+    op.create_index(
+        "ix_boundaries_tenant_id_level_node_id_valid_from",
+        "boundaries",
+        ["tenant_id", "level", "node_id", "valid_from"],
+    )
+    protect("grid_cells", Visibility.HIERARCHY)
+    protect("boundaries", Visibility.HIERARCHY)
+    reset_role()
+
+
+def downgrade() -> None:
+    as_owner()
+    for table in ("boundaries", "grid_cells"):
+        unprotect(table)
+        op.drop_table(table)
+    reset_role()

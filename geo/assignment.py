@@ -1,0 +1,90 @@
+"""Point to grid cell -> station -> street -> district, by point-in-polygon on the GiST index."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# ST_Covers (not ST_Contains) so a point on an edge belongs to a cell; where several cells cover it (a
+# shared edge, a corner where four meet) the lowest cell id wins, so the answer is always the same.
+COVERING_CELL = """
+SELECT g.id AS grid_cell_id, g.code AS grid_cell_code, t.id AS station_id, t.code AS station_code,
+       s.id AS street_id, s.code AS street_code, d.id AS district_id, d.code AS district_code
+FROM boundaries b
+JOIN grid_cells g ON g.tenant_id = b.tenant_id AND g.id = b.node_id
+JOIN stations t ON t.tenant_id = g.tenant_id AND t.id = g.station_id
+JOIN streets s ON s.tenant_id = t.tenant_id AND s.id = t.street_id
+JOIN districts d ON d.tenant_id = s.tenant_id AND d.id = s.district_id
+WHERE b.tenant_id = :tenant_id AND b.level = 'grid'
+  AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
+  AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
+ORDER BY b.node_id
+LIMIT 1
+"""
+
+# The index orders candidates by bounding-box distance; the true distance (on the spheroid) picks among
+# the few nearest.
+NEAREST_CELL = """
+SELECT node_id, code, distance FROM (
+  SELECT b.node_id, g.code,
+         ST_Distance(b.geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance
+  FROM boundaries b
+  JOIN grid_cells g ON g.tenant_id = b.tenant_id AND g.id = b.node_id
+  WHERE b.tenant_id = :tenant_id AND b.level = 'grid'
+    AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
+  ORDER BY b.geom <-> ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
+  LIMIT 8
+) nearest
+ORDER BY distance, node_id
+LIMIT 1
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    grid_cell_id: int
+    grid_cell_code: str
+    station_id: int
+    station_code: str
+    street_id: int
+    street_code: str
+    district_id: int
+    district_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class Nearest:
+    grid_cell_id: int
+    grid_cell_code: str
+    distance_meters: float
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """Where a point falls: its placement, or (unassigned) the nearest cell and how far it is."""
+
+    placement: Placement | None
+    nearest: Nearest | None
+
+    @property
+    def unassigned(self) -> bool:
+        return self.placement is None
+
+
+def _values(tenant_id: int, lon: float, lat: float, as_of: datetime) -> dict[str, Any]:
+    return {"tenant_id": tenant_id, "lon": lon, "lat": lat, "as_of": as_of}
+
+
+async def locate(session: AsyncSession, tenant_id: int, lon: float, lat: float, as_of: datetime) -> Location:
+    """Locate a WGS84 point among the grid cells visible to the session, as they were at `as_of`."""
+    values = _values(tenant_id, lon, lat, as_of)
+    row = (await session.execute(text(COVERING_CELL), values)).mappings().first()
+    if row is not None:
+        return Location(Placement(**row), None)
+    near = (await session.execute(text(NEAREST_CELL), values)).first()
+    nearest = Nearest(int(near.node_id), str(near.code), float(near.distance)) if near is not None else None
+    return Location(None, nearest)

@@ -1,0 +1,179 @@
+"""Point-to-grid assignment on real PostGIS: borders, corners, outside points, history, scope, index use."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from shapely import MultiPolygon, box
+
+from deploy.seed import seed_synthetic
+from geo.assignment import locate
+from geo.boundaries import BoundaryLevel, add_grid_cell, set_boundary
+from services.hierarchy import repository
+from services.hierarchy.repository import Level
+from services.unit_of_work import unit_of_work
+from tenants.context import TenantContext
+from tenants.db import Database
+from tests.helpers import TenantInfo
+
+# Four 0.01-degree cells meeting at (116.40, 39.90):  C D  (station 2)
+#                                                     A B  (station 1)
+SQUARES = {
+    "A": box(116.39, 39.89, 116.40, 39.90),
+    "B": box(116.40, 39.89, 116.41, 39.90),
+    "C": box(116.39, 39.90, 116.40, 39.91),
+    "D": box(116.40, 39.90, 116.41, 39.91),
+}
+
+
+class Grid:
+    def __init__(self, tenant: TenantInfo, cells: dict[str, int], stations: list[tuple[int, str]]) -> None:
+        self.tenant = tenant
+        self.cells = cells
+        self.stations = stations
+
+
+@pytest.fixture(scope="module")
+async def grid(database: Database) -> Grid:
+    result = await seed_synthetic(database, "geoville", districts=1, streets=1, stations=3, seed=11)
+    tenant = TenantInfo("geoville", result.tenant_id)
+    context = TenantContext.whole_tenant(tenant.tenant_id, "system:test")
+    cells: dict[str, int] = {}
+    async with unit_of_work(database, context) as session:
+        page = await repository.page_of_all(
+            session, Level.STATION, tenant.tenant_id, repository.PageArgs(first=10)
+        )
+        stations = [(row.id, row.scope) for row in page.rows]
+        for name, square in SQUARES.items():
+            station_id, station_scope = stations[0] if name in "AB" else stations[1]
+            cells[name] = await add_grid_cell(
+                session,
+                tenant_id=tenant.tenant_id,
+                station_id=station_id,
+                station_scope=station_scope,
+                code=f"G-{name}",
+                name=f"网格{name}",
+                geometry=MultiPolygon([square]),
+            )
+        # A denser block elsewhere, so the planner has a reason to use the index.
+        station_id, station_scope = stations[2]
+        for i in range(20):
+            for j in range(20):
+                square = box(117 + i * 0.001, 40 + j * 0.001, 117 + (i + 1) * 0.001, 40 + (j + 1) * 0.001)
+                await add_grid_cell(
+                    session,
+                    tenant_id=tenant.tenant_id,
+                    station_id=station_id,
+                    station_scope=station_scope,
+                    code=f"G-{i}-{j}",
+                    name=f"网格{i}-{j}",
+                    geometry=MultiPolygon([square]),
+                )
+    return Grid(tenant, cells, stations)
+
+
+async def where(
+    database: Database,
+    grid: Grid,
+    lon: float,
+    lat: float,
+    *,
+    scopes: tuple[str, ...] | None = None,
+    as_of: datetime | None = None,
+) -> object:
+    context = (
+        TenantContext(grid.tenant.tenant_id, scopes, "user:1")
+        if scopes
+        else TenantContext.whole_tenant(grid.tenant.tenant_id, "user:1")
+    )
+    async with database.scoped(context) as session:
+        return await locate(session, grid.tenant.tenant_id, lon, lat, as_of or datetime.now(UTC))
+
+
+async def test_inside_a_cell(database: Database, grid: Grid) -> None:
+    found = await where(database, grid, 116.405, 39.905)
+    assert found.placement is not None  # type: ignore[attr-defined]
+    assert found.placement.grid_cell_id == grid.cells["D"]  # type: ignore[attr-defined]
+    assert found.placement.station_id == grid.stations[1][0]  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "expected"),
+    [
+        (116.40, 39.895, "A"),  # the edge A|B
+        (116.405, 39.90, "B"),  # the edge B|D
+        (116.40, 39.90, "A"),  # the corner where all four meet
+        (116.40, 39.905, "C"),  # the edge C|D
+        (116.39, 39.89, "A"),  # an outer corner
+    ],
+)
+async def test_shared_edges_and_corners_go_to_one_cell(
+    database: Database, grid: Grid, lon: float, lat: float, expected: str
+) -> None:
+    for _ in range(3):  # and always the same one
+        found = await where(database, grid, lon, lat)
+        assert found.placement is not None  # type: ignore[attr-defined]
+        assert found.placement.grid_cell_code == f"G-{expected}"  # type: ignore[attr-defined]
+
+
+async def test_outside_every_cell_is_unassigned_with_the_nearest(database: Database, grid: Grid) -> None:
+    found = await where(database, grid, 116.45, 39.895)
+    assert found.unassigned  # type: ignore[attr-defined]
+    nearest = found.nearest  # type: ignore[attr-defined]
+    assert nearest.grid_cell_code == "G-B"
+    assert 3_300 < nearest.distance_meters < 3_500  # 0.04 degrees of longitude at 39.9 N
+
+
+async def test_as_of_uses_the_boundary_valid_then(database: Database, grid: Grid) -> None:
+    before = datetime.now(UTC)
+    context = TenantContext.whole_tenant(grid.tenant.tenant_id, "system:test")
+    # Redraw cell C smaller: its west half is no longer in any cell.
+    async with unit_of_work(database, context) as session:
+        stored = await set_boundary(
+            session,
+            tenant_id=grid.tenant.tenant_id,
+            level=BoundaryLevel.GRID,
+            node_id=grid.cells["C"],
+            scope=f"{grid.stations[1][1]}.g{grid.cells['C']}",
+            geometry=MultiPolygon([box(116.395, 39.90, 116.40, 39.91)]),
+            valid_from=before + timedelta(seconds=1),
+        )
+    assert stored.closed_previous
+    point = (116.392, 39.905)
+    old = await where(database, grid, *point, as_of=before)
+    new = await where(database, grid, *point, as_of=before + timedelta(seconds=2))
+    assert old.placement.grid_cell_code == "G-C"  # type: ignore[attr-defined]
+    assert new.unassigned  # type: ignore[attr-defined]
+
+
+async def test_a_scoped_session_sees_only_its_cells(database: Database, grid: Grid) -> None:
+    station_one = grid.stations[0][1]
+    inside = await where(database, grid, 116.395, 39.895, scopes=(station_one,))
+    assert inside.placement.grid_cell_code == "G-A"  # type: ignore[attr-defined]
+    outside = await where(database, grid, 116.405, 39.905, scopes=(station_one,))
+    assert outside.unassigned  # type: ignore[attr-defined]
+    assert outside.nearest.grid_cell_code in {"G-A", "G-B"}  # type: ignore[attr-defined]
+
+
+def test_the_locate_query_uses_the_gist_index(owner_dsn: str, grid: Grid) -> None:
+    from geo.assignment import COVERING_CELL
+
+    query = COVERING_CELL.replace(":tenant_id", "%(tenant_id)s").replace(":lon", "%(lon)s")
+    query = query.replace(":lat", "%(lat)s").replace(":as_of", "%(as_of)s")
+    with psycopg.connect(owner_dsn) as conn:
+        conn.execute("ANALYZE boundaries")
+        plan = "\n".join(
+            row[0]
+            for row in conn.execute(
+                "EXPLAIN " + query,
+                {
+                    "tenant_id": grid.tenant.tenant_id,
+                    "lon": 117.0105,
+                    "lat": 40.0105,
+                    "as_of": datetime.now(UTC),
+                },
+            )
+        )
+    assert "ix_boundaries_geom" in plan, plan
