@@ -79,6 +79,15 @@ def _values(tenant_id: int, lon: float, lat: float, as_of: datetime) -> dict[str
     return {"tenant_id": tenant_id, "lon": lon, "lat": lat, "as_of": as_of}
 
 
+async def covered_elsewhere(session: AsyncSession, lon: float, lat: float, as_of: datetime) -> bool:
+    """Whether a cell of the caller's tenant covers the point, visible to the caller or not (yes or no)."""
+    found = await session.scalar(
+        text("SELECT liaison_point_in_tenant_grid(:lon, :lat, :as_of)"),
+        {"lon": lon, "lat": lat, "as_of": as_of},
+    )
+    return bool(found)
+
+
 async def locate(session: AsyncSession, tenant_id: int, lon: float, lat: float, as_of: datetime) -> Location:
     """Locate a WGS84 point among the grid cells visible to the session, as they were at `as_of`."""
     values = _values(tenant_id, lon, lat, as_of)

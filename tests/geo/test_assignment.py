@@ -177,3 +177,17 @@ def test_the_locate_query_uses_the_gist_index(owner_dsn: str, grid: Grid) -> Non
             )
         )
     assert "ix_boundaries_geom" in plan, plan
+
+
+async def test_covered_elsewhere_answers_yes_or_no_within_the_tenant(
+    database: Database, grid: Grid, alpha: TenantInfo
+) -> None:
+    from geo.assignment import covered_elsewhere
+
+    now = datetime.now(UTC)
+    station_one = grid.stations[0][1]
+    async with database.scoped(TenantContext(grid.tenant.tenant_id, (station_one,), "user:1")) as session:
+        assert await covered_elsewhere(session, 116.405, 39.905, now)  # cell D, not visible here
+        assert not await covered_elsewhere(session, 116.45, 39.895, now)  # no cell at all
+    async with database.scoped(TenantContext.whole_tenant(alpha.tenant_id, "user:1")) as session:
+        assert not await covered_elsewhere(session, 116.405, 39.905, now)  # another tenant's cell

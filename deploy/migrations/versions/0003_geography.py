@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 from geoalchemy2 import Geometry
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, unprotect
+from deploy.migrations.helpers import as_owner, protect, reset_role, settings, unprotect
 from tenants.models import Ltree
 from tenants.rls import Visibility
 
@@ -21,6 +21,7 @@ branch_labels = None
 depends_on = None
 
 TIMESTAMP = sa.DateTime(timezone=True)
+POINT_IN_GRID = "liaison_point_in_tenant_grid(double precision, double precision, timestamptz)"
 
 
 def upgrade() -> None:
@@ -81,11 +82,33 @@ def upgrade() -> None:
     )
     protect("grid_cells", Visibility.HIERARCHY)
     protect("boundaries", Visibility.HIERARCHY)
+    # A scoped caller locating a point outside their scope learns only that: whether some cell of their
+    # own tenant (taken from the transaction's setting, never an argument) covers the point.
+    op.execute(
+        """
+        CREATE FUNCTION liaison_point_in_tenant_grid(
+          lon double precision, lat double precision, as_of timestamptz
+        ) RETURNS boolean
+        LANGUAGE sql STABLE SECURITY DEFINER SET search_path = public
+        AS $$
+          SELECT EXISTS (
+            SELECT 1 FROM boundaries b
+            WHERE b.tenant_id = NULLIF(current_setting('app.tenant_id', true), '')::bigint
+              AND b.level = 'grid'
+              AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(lon, lat), 4326))
+              AND b.valid_from <= as_of AND (b.valid_to IS NULL OR b.valid_to > as_of))
+        $$
+        """
+    )
+    s = settings()
+    op.execute(f"REVOKE ALL ON FUNCTION {POINT_IN_GRID} FROM PUBLIC")
+    op.execute(f"GRANT EXECUTE ON FUNCTION {POINT_IN_GRID} TO {s.app_role}, {s.tenant_role}")
     reset_role()
 
 
 def downgrade() -> None:
     as_owner()
+    op.execute(f"DROP FUNCTION IF EXISTS {POINT_IN_GRID}")
     for table in ("boundaries", "grid_cells"):
         unprotect(table)
         op.drop_table(table)
