@@ -19,6 +19,7 @@ from strawberry.extensions import (
 )
 
 from schema.context import ApiConfig, Info
+from schema.geo.queries import GeoQuery
 from schema.hierarchy.mutations import HierarchyMutation
 from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
@@ -29,7 +30,7 @@ from schema.relay import BadGlobalId, Node, decode_id
 
 
 @strawberry.type
-class Query(IdentityQuery, HierarchyQuery):
+class Query(IdentityQuery, HierarchyQuery, GeoQuery):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         try:

@@ -1,0 +1,84 @@
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+
+import strawberry
+from graphql import GraphQLError
+
+from geo import assignment
+from geo.crs import to_wgs84
+from schema.context import Info
+from schema.geo.types import CRS, GridCellRef, Location
+from schema.permissions import SIGNED_IN
+
+
+def _checked_point(lon: float, lat: float) -> None:
+    if not (math.isfinite(lon) and math.isfinite(lat)):
+        raise GraphQLError("lon and lat must be finite numbers", extensions={"code": "INVALID_INPUT"})
+    if abs(lat) > 90 and abs(lon) <= 90 and abs(lat) <= 180:
+        raise GraphQLError(
+            "latitude and longitude look swapped: lon comes first", extensions={"code": "INVALID_INPUT"}
+        )
+    if abs(lon) > 180 or abs(lat) > 90:
+        raise GraphQLError(
+            "lon must lie in [-180, 180] and lat in [-90, 90]", extensions={"code": "INVALID_INPUT"}
+        )
+
+
+@strawberry.type
+class GeoQuery:
+    @strawberry.field(
+        permission_classes=SIGNED_IN,
+        description="The grid cell, station, street and district of a point, as the boundaries were at asOf.",
+    )
+    async def locate(
+        self, info: Info, lon: float, lat: float, crs: CRS = CRS.WGS84, as_of: datetime | None = None
+    ) -> Location:
+        _checked_point(lon, lat)
+        wgs_lon, wgs_lat = to_wgs84(lon, lat, crs.system)
+        when = as_of if as_of is not None else datetime.now(UTC)
+        if when.tzinfo is None:
+            raise GraphQLError(
+                "asOf needs a time zone, e.g. 2026-11-25T08:00:00+08:00", extensions={"code": "INVALID_INPUT"}
+            )
+        principal = info.context.require_principal()
+        async with info.context.db() as session:
+            found = await assignment.locate(session, principal.tenant_id, wgs_lon, wgs_lat, when)
+            hidden = found.unassigned and await assignment.covered_elsewhere(session, wgs_lon, wgs_lat, when)
+        if hidden:
+            return Location(
+                grid_cell=None,
+                unassigned=False,
+                outside_scope=True,
+                nearest_grid_cell=None,
+                distance_meters=None,
+                longitude=wgs_lon,
+                latitude=wgs_lat,
+            )
+        if found.placement is not None:
+            place = found.placement
+            return Location(
+                grid_cell=GridCellRef.of(place.grid_cell_id, place.grid_cell_code),
+                unassigned=False,
+                outside_scope=False,
+                nearest_grid_cell=None,
+                distance_meters=None,
+                longitude=wgs_lon,
+                latitude=wgs_lat,
+                station_key=place.station_id,
+                street_key=place.street_id,
+                district_key=place.district_id,
+            )
+        nearest = found.nearest
+        return Location(
+            grid_cell=None,
+            unassigned=True,
+            outside_scope=False,
+            nearest_grid_cell=GridCellRef.of(nearest.grid_cell_id, nearest.grid_cell_code)
+            if nearest
+            else None,
+            distance_meters=round(nearest.distance_meters, 1) if nearest else None,
+            longitude=wgs_lon,
+            latitude=wgs_lat,
+        )

@@ -1,0 +1,67 @@
+"""locate over GraphQL: coordinate systems, outside points, scope, bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+from geo.crs import CRS, from_wgs84
+from tests.geo.conftest import Grid
+from tests.helpers import Api
+
+LOCATE = """query($lon: Float!, $lat: Float!, $crs: CRS) { locate(lon: $lon, lat: $lat, crs: $crs) {
+  gridCell { code } station { code } street { code } district { code }
+  unassigned outsideScope nearestGridCell { code } distanceMeters } }"""
+
+
+@pytest.mark.parametrize("crs", [CRS.WGS84, CRS.GCJ02, CRS.BD09])
+async def test_a_point_in_any_coordinate_system_finds_its_cell(api: Api, grid: Grid, crs: CRS) -> None:
+    lon, lat = from_wgs84(116.405, 39.905, crs)  # inside cell D
+    token = api.token(grid.tenant, ["city_admin"])
+    found = (await api.gql(LOCATE, {"lon": lon, "lat": lat, "crs": crs.value}, token=token))["locate"]
+    assert found["gridCell"] == {"code": "G-D"}
+    assert found["station"]["code"].endswith("T002")
+    assert found["street"]["code"] == "D001S001" and found["district"]["code"] == "D001"
+    assert (found["unassigned"], found["outsideScope"], found["nearestGridCell"]) == (False, False, None)
+
+
+async def test_outside_every_cell_gives_the_nearest(api: Api, grid: Grid) -> None:
+    token = api.token(grid.tenant, ["city_admin"])
+    found = (await api.gql(LOCATE, {"lon": 116.45, "lat": 39.895}, token=token))["locate"]
+    assert found["unassigned"] is True and found["gridCell"] is None and found["station"] is None
+    assert found["nearestGridCell"] == {"code": "G-B"}
+    assert 3_300 < found["distanceMeters"] < 3_500
+
+
+async def test_outside_the_callers_scope_says_only_that(api: Api, grid: Grid) -> None:
+    station_one = grid.stations[0][1]
+    token = api.token(grid.tenant, ["station_liaison"], [station_one])
+    found = (await api.gql(LOCATE, {"lon": 116.405, "lat": 39.905}, token=token))["locate"]
+    assert found == {
+        "gridCell": None,
+        "station": None,
+        "street": None,
+        "district": None,
+        "unassigned": False,
+        "outsideScope": True,
+        "nearestGridCell": None,
+        "distanceMeters": None,
+    }
+    own = (await api.gql(LOCATE, {"lon": 116.395, "lat": 39.895}, token=token))["locate"]
+    assert own["gridCell"] == {"code": "G-A"}
+
+
+@pytest.mark.parametrize(
+    ("lon", "lat", "says"),
+    [(39.9, 116.4, "swapped"), (200.0, 10.0, "must lie in"), (100.0, -95.0, "must lie in")],
+)
+async def test_bad_points_are_refused_with_a_reason(
+    api: Api, grid: Grid, lon: float, lat: float, says: str
+) -> None:
+    response = await api.post(LOCATE, {"lon": lon, "lat": lat}, token=api.token(grid.tenant, ["city_admin"]))
+    error = response.json()["errors"][0]
+    assert error["extensions"]["code"] == "INVALID_INPUT" and says in error["message"]
+
+
+async def test_locate_needs_a_token(api: Api) -> None:
+    response = await api.post(LOCATE, {"lon": 116.4, "lat": 39.9})
+    assert response.status_code == 401
