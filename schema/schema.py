@@ -19,7 +19,8 @@ from strawberry.extensions import (
 )
 
 from schema.context import ApiConfig, Info
-from schema.geo.queries import GeoQuery
+from schema.geo.mutations import GeoMutation
+from schema.geo.queries import GeoQuery, load_grid_cell
 from schema.hierarchy.mutations import HierarchyMutation
 from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
@@ -37,6 +38,8 @@ class Query(IdentityQuery, HierarchyQuery, GeoQuery):
             type_name, key = decode_id(id)
         except BadGlobalId as error:
             raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT"}) from None
+        if type_name == "GridCell":
+            return await load_grid_cell(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -48,7 +51,7 @@ class Query(IdentityQuery, HierarchyQuery, GeoQuery):
 
 
 @strawberry.type
-class Mutation(IdentityMutation, HierarchyMutation):
+class Mutation(IdentityMutation, HierarchyMutation, GeoMutation):
     pass
 
 

@@ -7,9 +7,11 @@ import strawberry
 from graphql import GraphQLError
 
 from geo import assignment
+from geo.boundaries import grid_cells_by_id
 from geo.crs import to_wgs84
 from schema.context import Info
 from schema.geo.types import CRS, GridCellRef, Location
+from schema.hierarchy.types import GridCell, grid_cell_of
 from schema.permissions import SIGNED_IN
 
 
@@ -24,6 +26,13 @@ def _checked_point(lon: float, lat: float) -> None:
         raise GraphQLError(
             "lon must lie in [-180, 180] and lat in [-90, 90]", extensions={"code": "INVALID_INPUT"}
         )
+
+
+async def load_grid_cell(info: Info, key: int) -> GridCell | None:
+    principal = info.context.require_principal()
+    async with info.context.db() as session:
+        cells = await grid_cells_by_id(session, principal.tenant_id, [key])
+    return grid_cell_of(cells[0]) if cells else None
 
 
 @strawberry.type

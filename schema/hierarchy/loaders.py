@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from strawberry.dataloader import DataLoader
 
+from geo.boundaries import BoundaryLevel, GridCellRow, current_geojson, grid_cells_of
 from services.hierarchy import repository
 from services.hierarchy.repository import Level, Page, PageArgs
 
@@ -20,6 +22,8 @@ class HierarchyLoaders:
         self._pages: dict[tuple[Level, PageArgs], DataLoader[int, Page]] = {}
         self._nodes: dict[Level, DataLoader[int, Any]] = {}
         self._city: tuple[Any] | None = None
+        self._boundaries: dict[tuple[BoundaryLevel, float | None], DataLoader[int, Any]] = {}
+        self._grid_cells: dict[int, DataLoader[int, list[GridCellRow]]] = {}
 
     @property
     def tenant_id(self) -> int:
@@ -52,11 +56,37 @@ class HierarchyLoaders:
             self._nodes[level] = DataLoader(load_fn=load)
         return self._nodes[level]
 
+    def boundaries(self, level: BoundaryLevel, simplify: float | None) -> DataLoader[int, Any]:
+        """GeoJSON geometries (parsed) of nodes' current boundaries, one statement per level and tolerance."""
+        key = (level, simplify)
+        if key not in self._boundaries:
+
+            async def load(ids: list[int]) -> Sequence[Any]:
+                async with self._context.db() as session:
+                    found = await current_geojson(session, self.tenant_id, level, ids, simplify)
+                return [json.loads(found[node_id]) if node_id in found else None for node_id in ids]
+
+            self._boundaries[key] = DataLoader(load_fn=load)
+        return self._boundaries[key]
+
+    def grid_cells(self, first: int) -> DataLoader[int, list[GridCellRow]]:
+        if first not in self._grid_cells:
+
+            async def load(station_ids: list[int]) -> Sequence[list[GridCellRow]]:
+                async with self._context.db() as session:
+                    found = await grid_cells_of(session, self.tenant_id, station_ids, first)
+                return [found[station_id] for station_id in station_ids]
+
+            self._grid_cells[first] = DataLoader(load_fn=load)
+        return self._grid_cells[first]
+
     def close(self) -> None:
         """Drop the loaders: their load functions refer back to this object, and a cycle holding a whole
         response would wait for the cyclic garbage collector."""
         self._pages.clear()
         self._nodes.clear()
+        self._boundaries.clear()
+        self._grid_cells.clear()
         self._city = None
 
     async def city(self) -> Any:

@@ -18,6 +18,9 @@ async def load_city(info: Info) -> City | None:
 async def flat_list(info: Info, level: Level, args: PageArgs) -> Connection[object]:
     async with info.context.db() as session:
         page = await repository.page_of_all(session, level, info.context.require_principal().tenant_id, args)
+    nodes = info.context.loaders.nodes(level)
+    for row in page.rows:
+        nodes.prime(row.id, row)
     return connection(
         page.rows,
         CONVERTERS[level],

@@ -7,9 +7,19 @@ from typing import Any
 
 import strawberry
 from graphql import GraphQLError
+from strawberry.scalars import JSON
 
+from geo.boundaries import BoundaryLevel
 from schema.context import Info
-from schema.relay import Connection, Node, check_page_size, connection, decode_cursor, encode_id
+from schema.relay import (
+    MAX_PAGE_SIZE,
+    Connection,
+    Node,
+    check_page_size,
+    connection,
+    decode_cursor,
+    encode_id,
+)
 from services.hierarchy.repository import Level, PageArgs
 
 
@@ -38,6 +48,22 @@ async def children(info: Info, level: Level, parent_key: int, args: PageArgs) ->
         has_previous=page.has_previous,
         cursor_of=lambda row: row.code,
     )
+
+
+MAX_SIMPLIFY_DEGREES = 0.1
+
+
+async def boundary_of(info: Info, level: BoundaryLevel, key: int, simplify: float | None) -> JSON | None:
+    if simplify is not None and not 0 <= simplify <= MAX_SIMPLIFY_DEGREES:
+        raise GraphQLError(
+            f"simplify is a tolerance in degrees between 0 and {MAX_SIMPLIFY_DEGREES}",
+            extensions={"code": "INVALID_INPUT"},
+        )
+    found: JSON | None = await info.context.loaders.boundaries(level, simplify).load(key)
+    return found
+
+
+BOUNDARY_HELP = "The current boundary as an RFC 7946 GeoJSON geometry; simplify is a tolerance in degrees."
 
 
 @strawberry.interface(description="A district, street or station of the city's hierarchy.")
@@ -83,6 +109,10 @@ class District(HierarchyNode):
         assert found is not None  # the caller's own city is visible to every scope in it
         return found
 
+    @strawberry.field(description=BOUNDARY_HELP)
+    async def boundary(self, info: Info, simplify: float | None = None) -> JSON | None:
+        return await boundary_of(info, BoundaryLevel.DISTRICT, self.key, simplify)
+
     @strawberry.field
     async def streets(
         self,
@@ -107,6 +137,10 @@ class Street(HierarchyNode):
         row = await info.context.loaders.nodes(Level.DISTRICT).load(self.district_key)
         return district_of(row)
 
+    @strawberry.field(description=BOUNDARY_HELP)
+    async def boundary(self, info: Info, simplify: float | None = None) -> JSON | None:
+        return await boundary_of(info, BoundaryLevel.STREET, self.key, simplify)
+
     @strawberry.field
     async def stations(
         self,
@@ -130,6 +164,48 @@ class Station(HierarchyNode):
     async def street(self, info: Info) -> Street:
         row = await info.context.loaders.nodes(Level.STREET).load(self.street_key)
         return street_of(row)
+
+    @strawberry.field(description=BOUNDARY_HELP)
+    async def boundary(self, info: Info, simplify: float | None = None) -> JSON | None:
+        return await boundary_of(info, BoundaryLevel.STATION, self.key, simplify)
+
+    @strawberry.field(description="The station's grid cells (网格), by code.")
+    async def grid_cells(self, info: Info, first: int = 100) -> list[GridCell]:
+        if not 0 <= first <= MAX_PAGE_SIZE:
+            raise GraphQLError(
+                f"first must be between 0 and {MAX_PAGE_SIZE}", extensions={"code": "INVALID_INPUT"}
+            )
+        rows = await info.context.loaders.grid_cells(first).load(self.key)
+        return [grid_cell_of(row) for row in rows]
+
+
+@strawberry.type(description="A grid cell (网格): the smallest unit of grid governance, under a station.")
+class GridCell(Node):
+    code: str
+    name: str
+    scope: str
+    key: strawberry.Private[int]
+    station_key: strawberry.Private[int]
+
+    @strawberry.field
+    async def station(self, info: Info) -> Station:
+        row = await info.context.loaders.nodes(Level.STATION).load(self.station_key)
+        return station_of(row)
+
+    @strawberry.field(description=BOUNDARY_HELP)
+    async def boundary(self, info: Info, simplify: float | None = None) -> JSON | None:
+        return await boundary_of(info, BoundaryLevel.GRID, self.key, simplify)
+
+
+def grid_cell_of(row: Any) -> GridCell:
+    return GridCell(
+        id=encode_id("GridCell", row.id),
+        code=row.code,
+        name=row.name,
+        scope=row.scope,
+        key=row.id,
+        station_key=row.station_id,
+    )
 
 
 def city_of(row: Any) -> City:
