@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import signal
@@ -11,6 +12,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
+from pathlib import Path
 from typing import Annotated, NoReturn, TypeVar
 
 import psycopg
@@ -24,7 +26,11 @@ from deploy import migrate as migrations
 from deploy import runtime
 from deploy.seed import DEMO_PASSWORD, SeedResult, seed_demo, seed_synthetic
 from deploy.settings import Settings, load
+from geo.boundaries import BoundaryLevel
+from geo.crs import parse_crs
+from geo.validation import ACCEPTED_SRIDS, GeometryRefused, geojson_srid
 from services.audit import service as audit
+from services.geography.importing import ImportReport, NotAFeatureCollection, features_of, import_boundaries
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
 from services.unit_of_work import unit_of_work
@@ -38,6 +44,8 @@ seed_app = typer.Typer(help="Load a tenant's hierarchy.", no_args_is_help=True)
 audit_app = typer.Typer(help="The hash-chained audit log.", no_args_is_help=True)
 app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
+import_app = typer.Typer(help="Load data from files.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 console = Console(stderr=True)
 out = Console()
 
@@ -229,6 +237,92 @@ def audit_verify_command(
             broken = True
             out.print(f"tenant {report.tenant_id}: link {report.first_broken_seq} is broken: {report.reason}")
     raise typer.Exit(1 if broken else 0)
+
+
+@import_app.command("boundaries")
+def import_boundaries_command(
+    file: Annotated[Path, typer.Argument(help="A GeoJSON FeatureCollection.")],
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    level: Annotated[str, typer.Option(help="district, street, station or grid.")],
+    crs: Annotated[str, typer.Option(help="Coordinate system of the file: WGS84, GCJ02 or BD09.")] = "WGS84",
+    match_on: Annotated[str, typer.Option(help="The feature property holding the node's code.")] = "code",
+    repair: Annotated[
+        bool, typer.Option(help="Repair invalid polygons (make_valid, structure) and report it.")
+    ] = False,
+    sticking_out: Annotated[
+        float, typer.Option(help="Report children outside their parent by more m².")
+    ] = 1000.0,
+) -> None:
+    """Set the boundaries of districts, streets, stations or grid cells from a GeoJSON file.
+
+    Every feature is checked on its own; the report lists what was refused and why, and the command exits
+    1 if anything was refused."""
+    try:
+        boundary_level = BoundaryLevel(level)
+    except ValueError:
+        fail(f"--level {level!r} is not one of district, street, station, grid.")
+    try:
+        system = parse_crs(crs)
+    except ValueError as error:
+        fail(str(error))
+    if not file.is_file():
+        fail(f"{file} is not a file.")
+    try:
+        document = json.loads(file.read_text(encoding="utf-8"))
+        features = features_of(document)
+        srid = geojson_srid(document)
+        if srid is not None and srid not in ACCEPTED_SRIDS:
+            raise GeometryRefused(
+                f"its crs names EPSG:{srid}; only WGS84 longitude/latitude is accepted", code="srid"
+            )
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        fail(f"{file} is not GeoJSON text: {error}.")
+    except (NotAFeatureCollection, GeometryRefused) as error:
+        fail(f"{file}: {error}.")
+
+    async def run(database: Database) -> ImportReport | str:
+        tenant_id = await database.tenant_id_for(tenant)
+        if tenant_id is None:
+            return f"tenant {tenant!r} does not exist."
+        actor = TenantContext.whole_tenant(tenant_id, "system:import")
+        with progress_bar(f"importing {file.name}") as factory:
+            return await import_boundaries(
+                database,
+                actor,
+                features,
+                level=boundary_level,
+                crs=system,
+                match_on=match_on,
+                repair=repair,
+                srid=srid,
+                sticking_out_m2=sticking_out,
+                source=f"import:{file.name}",
+                progress=factory(len(features)),
+            )
+
+    report = run_with_database(run)
+    if isinstance(report, str):
+        fail(report)
+    print_import(report, len(features))
+    raise typer.Exit(1 if report.refused else 0)
+
+
+def print_import(report: ImportReport, total: int) -> None:
+    refused = len(report.refused)
+    out.print(f"{total} features: {report.stored} stored ({report.repaired} repaired), {refused} refused")
+    for outcome in report.outcomes:
+        if outcome.repairs:
+            out.print(
+                f"  repaired feature {outcome.index} ({outcome.code}): {'; '.join(outcome.repairs)}",
+                highlight=False,
+            )
+    for outcome in report.refused:
+        what = f"feature {outcome.index}" + (f" ({outcome.code})" if outcome.code else "")
+        out.print(f"  refused {what}: {outcome.reason}", highlight=False, soft_wrap=True)
+    for code, area in report.outside_parent:
+        out.print(f"  {code} sticks out of its parent by {area:,.0f} m²", highlight=False, soft_wrap=True)
+    for code, other, area in report.overlaps:
+        out.print(f"  {code} overlaps {other} by {area:,.0f} m²", highlight=False, soft_wrap=True)
 
 
 @app.command("serve")

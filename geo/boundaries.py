@@ -65,7 +65,7 @@ async def add_grid_cell(
     station_scope: str,
     code: str,
     name: str,
-    geometry: MultiPolygon,
+    geometry: MultiPolygon | None,
     grid_worker_id: int | None = None,
     synthetic: bool = False,
     source: str = "",
@@ -87,16 +87,17 @@ async def add_grid_cell(
             "grid_worker_id": grid_worker_id,
         },
     )
-    await set_boundary(
-        session,
-        tenant_id=tenant_id,
-        level=BoundaryLevel.GRID,
-        node_id=cell_id,
-        scope=scope,
-        geometry=geometry,
-        synthetic=synthetic,
-        source=source,
-    )
+    if geometry is not None:  # None: the caller sets the shape itself
+        await set_boundary(
+            session,
+            tenant_id=tenant_id,
+            level=BoundaryLevel.GRID,
+            node_id=cell_id,
+            scope=scope,
+            geometry=geometry,
+            synthetic=synthetic,
+            source=source,
+        )
     return cell_id
 
 
