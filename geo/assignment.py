@@ -10,20 +10,26 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 # ST_Covers (not ST_Contains) so a point on an edge belongs to a cell; where several cells cover it (a
-# shared edge, a corner where four meet) the lowest cell id wins, so the answer is always the same.
+# shared edge, a corner where four meet) the lowest cell id wins, so the answer is always the same. The
+# covering cells are found first (MATERIALIZED), so the planner starts from the GiST index rather than
+# walking cells in id order.
 COVERING_CELL = """
+WITH covering AS MATERIALIZED (
+  SELECT b.node_id FROM boundaries b
+  WHERE b.tenant_id = :tenant_id AND b.level = 'grid'
+    -- The box test spelled out: under RLS only a LEAKPROOF operator (see migration 0003) may drive the
+    -- index, and ST_Covers itself is not one.
+    AND b.geom ~ ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)
+    AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
+    AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
+)
 SELECT g.id AS grid_cell_id, g.code AS grid_cell_code, t.id AS station_id, t.code AS station_code,
        s.id AS street_id, s.code AS street_code, d.id AS district_id, d.code AS district_code
-FROM boundaries b
-JOIN grid_cells g ON g.tenant_id = b.tenant_id AND g.id = b.node_id
+FROM (SELECT min(node_id) AS node_id FROM covering) c
+JOIN grid_cells g ON g.tenant_id = :tenant_id AND g.id = c.node_id
 JOIN stations t ON t.tenant_id = g.tenant_id AND t.id = g.station_id
 JOIN streets s ON s.tenant_id = t.tenant_id AND s.id = t.street_id
 JOIN districts d ON d.tenant_id = s.tenant_id AND d.id = s.district_id
-WHERE b.tenant_id = :tenant_id AND b.level = 'grid'
-  AND ST_Covers(b.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326))
-  AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
-ORDER BY b.node_id
-LIMIT 1
 """
 
 # The index orders candidates by bounding-box distance; the true distance (on the spheroid) picks among

@@ -262,3 +262,11 @@ async def grid_cells_by_id(session: AsyncSession, tenant_id: int, ids: list[int]
         {"tenant_id": tenant_id, "ids": ids},
     )
     return [GridCellRow(int(r[0]), int(r[1]), str(r[2]), str(r[3]), str(r[4])) for r in rows]
+
+
+async def allocate_grid_cell_ids(session: AsyncSession, count: int) -> list[int]:
+    rows = await session.scalars(
+        text("SELECT nextval(pg_get_serial_sequence('grid_cells', 'id')) FROM generate_series(1, :n)"),
+        {"n": count},
+    )
+    return [int(value) for value in rows]

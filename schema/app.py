@@ -1,4 +1,5 @@
-"""The Starlette app: /graphql (GraphQL over HTTP, GraphiQL outside production) and /healthz."""
+"""The Starlette app: /graphql (GraphQL over HTTP, GraphiQL outside production), vector tiles under /tiles,
+and /healthz."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from starlette.websockets import WebSocket
 from strawberry.asgi import GraphQL
 from strawberry.types.unset import UNSET
 
+from schema.auth import AuthenticationFailed, authenticate
 from schema.context import ApiConfig, Context
 from schema.hierarchy.compiled import read_operation, try_compiled
 from schema.schema import build_schema
-from tenants.principals import Principal, ScopeOutsideTenant, UnknownTenant
-from tenants.tokens import TokenError
+from schema.tiles import tile_routes
+from tenants.principals import Principal
 
 GRAPHQL_RESPONSE = "application/graphql-response+json"
 
@@ -35,21 +37,10 @@ class LiaisonGraphQL(GraphQL[Context, None]):
         self.config = config
 
     async def authenticate(self, request: Request | WebSocket) -> Principal | None:
-        header = request.headers.get("authorization")
-        if header is None:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
-            raise HTTPException(401, "the Authorization header must be 'Bearer <token>'")
         try:
-            claims = self.config.tokens.verify(token.strip())
-            return await self.config.directory.principal_for(claims)
-        except TokenError as error:
-            raise HTTPException(401, str(error)) from None
-        except UnknownTenant as error:
-            raise HTTPException(401, str(error)) from None
-        except ScopeOutsideTenant as error:
-            raise HTTPException(403, str(error)) from None
+            return await authenticate(self.config, request)
+        except AuthenticationFailed as error:
+            raise HTTPException(error.status_code, error.reason) from None
 
     async def get_context(self, request: Request | WebSocket, response: Response | WebSocket) -> Context:
         principal = await self.authenticate(request)
@@ -124,6 +115,10 @@ def create_app(config: ApiConfig) -> Starlette:
         await config.database.dispose()
 
     return Starlette(
-        routes=[Route("/healthz", healthz), Route("/graphql", graphql, methods=["GET", "POST"])],
+        routes=[
+            Route("/healthz", healthz),
+            Route("/graphql", graphql, methods=["GET", "POST"]),
+            *tile_routes(config),
+        ],
         lifespan=lifespan,
     )

@@ -100,25 +100,27 @@ async def test_a_scoped_session_sees_only_its_cells(database: Database, grid: Gr
     assert outside.nearest.grid_cell_code in {"G-A", "G-B"}  # type: ignore[attr-defined]
 
 
-def test_the_locate_query_uses_the_gist_index(owner_dsn: str, grid: Grid) -> None:
+@pytest.mark.parametrize("whole_tenant", [True, False], ids=["tenant role", "scoped app role"])
+async def test_the_locate_query_uses_the_gist_index_under_rls(
+    database: Database, owner_dsn: str, grid: Grid, whole_tenant: bool
+) -> None:
+    """As the app runs it: row-level security on, the tenant role or a scoped app role."""
+    from sqlalchemy import text
+
     from geo.assignment import COVERING_CELL
 
-    query = COVERING_CELL.replace(":tenant_id", "%(tenant_id)s").replace(":lon", "%(lon)s")
-    query = query.replace(":lat", "%(lat)s").replace(":as_of", "%(as_of)s")
     with psycopg.connect(owner_dsn) as conn:
-        conn.execute("ANALYZE boundaries")
-        plan = "\n".join(
-            row[0]
-            for row in conn.execute(
-                "EXPLAIN " + query,
-                {
-                    "tenant_id": grid.tenant.tenant_id,
-                    "lon": 117.0105,
-                    "lat": 40.0105,
-                    "as_of": datetime.now(UTC),
-                },
-            )
-        )
+        for table in ("boundaries", "grid_cells", "stations", "streets", "districts"):
+            conn.execute(f"ANALYZE {table}")
+    scopes = (grid.tenant.scope,) if whole_tenant else (grid.stations[2][1],)
+    async with database.scoped(TenantContext(grid.tenant.tenant_id, scopes, "user:1")) as session:
+        values = {
+            "tenant_id": grid.tenant.tenant_id,
+            "lon": 117.0105,
+            "lat": 40.0105,
+            "as_of": datetime.now(UTC),
+        }
+        plan = "\n".join(row[0] for row in await session.execute(text("EXPLAIN " + COVERING_CELL), values))
     assert "ix_boundaries_geom" in plan, plan
 
 

@@ -1,0 +1,213 @@
+"""Vector tiles of the grid network over HTTP: /tiles/{layer}/{z}/{x}/{y}.mvt and /tiles/{layer}.json.
+
+- The caller is the bearer token's principal (the same authentication as /graphql); each request runs one
+  tenant-scoped transaction, so a tile holds only what row-level security and the caller's scopes allow.
+- Checks, in order: unknown layer 404; z/x/y that name no tile 400; no token 401, invalid token 401,
+  a scope outside the token's tenant 403 (the same one-line reasons as /graphql). Unauthenticated
+  callers therefore learn nothing the public URL scheme does not already say.
+- A tile with nothing in it is a 200 with an empty body (a valid MVT with no layers), so it caches and
+  revalidates like any other tile.
+- Tiles depend on the token: `Cache-Control: private` with a short max-age, `Vary: Authorization`, and a
+  strong ETag (a hash of the bytes) honoured through If-None-Match with a 304.
+- A tile that reached the feature cap says so with `X-Tile-Truncated: true`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from collections.abc import Awaitable, Callable
+
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from geo.tiles import (
+    FIELDS,
+    LAYERS,
+    MAX_FEATURES,
+    MIN_ZOOM,
+    TILEJSON_MAX_ZOOM,
+    WORLD_BOUNDS,
+    BadTile,
+    TileLayer,
+    check_tile,
+    layer_bounds,
+    render_tile,
+)
+from schema.auth import AuthenticationFailed, authenticate
+from schema.context import ApiConfig
+from schema.permissions import SIGN_IN_FIRST
+from services.unit_of_work import unit_of_work
+from tenants.principals import Principal
+
+MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
+TILEJSON_MEDIA_TYPE = "application/json"
+CACHE_CONTROL = "private, max-age=60"
+REALM = 'Bearer realm="liaison-grid"'
+# Plain ASCII digits only (int() would also take " 7", "+7", "٧").
+_COORDINATE = re.compile(r"[0-9]+")
+_MAX_DIGITS = 12  # far beyond 2**22 - 1, and short enough to parse
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _Refused(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _refuse(status_code: int, reason: str, headers: dict[str, str] | None = None) -> _Refused:
+    return _Refused(PlainTextResponse(reason, status_code=status_code, headers=headers))
+
+
+def _layer(request: Request) -> TileLayer:
+    name = request.path_params["layer"]
+    layer = LAYERS.get(name)
+    if layer is None:
+        raise _refuse(404, f"no tile layer {name!r}; the layers are {', '.join(LAYERS)}")
+    return layer
+
+
+def _coordinates(request: Request) -> tuple[int, int, int]:
+    values = []
+    for name in ("z", "x", "y"):
+        raw = request.path_params[name]
+        if not _COORDINATE.fullmatch(raw):
+            raise _refuse(400, f"{name} must be a non-negative integer, not {raw[:20]!r}")
+        if len(raw) > _MAX_DIGITS:
+            raise _refuse(400, f"{name} is out of range")
+        values.append(int(raw))
+    z, x, y = values
+    try:
+        check_tile(z, x, y)
+    except BadTile as error:
+        raise _refuse(400, str(error)) from None
+    return z, x, y
+
+
+async def _principal(config: ApiConfig, request: Request) -> Principal:
+    try:
+        principal = await authenticate(config, request)
+    except AuthenticationFailed as error:
+        invalid = error.status_code == 401
+        challenge = {"WWW-Authenticate": f'{REALM}, error="invalid_token"'} if invalid else None
+        raise _refuse(error.status_code, error.reason, challenge) from None
+    if principal is None:
+        raise _refuse(401, SIGN_IN_FIRST, {"WWW-Authenticate": REALM})
+    return principal
+
+
+def etag_of(data: bytes) -> str:
+    return '"' + hashlib.sha256(data).hexdigest()[:32] + '"'
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    """If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/"x" matches "x"."""
+    if if_none_match is None:
+        return False
+    for candidate in if_none_match.split(","):
+        tag = candidate.strip()
+        if tag == "*" or tag.removeprefix("W/") == etag:
+            return True
+    return False
+
+
+def _cached(request: Request, data: bytes, media_type: str, extra: dict[str, str] | None = None) -> Response:
+    etag = etag_of(data)
+    headers = {"ETag": etag, "Cache-Control": CACHE_CONTROL, "Vary": "Authorization", **(extra or {})}
+    if _matches(request.headers.get("if-none-match"), etag):
+        return Response(status_code=304, headers=headers)
+    return Response(data, media_type=media_type, headers=headers)
+
+
+def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[Route]:
+    """The /tiles routes; `max_features` caps the features of one tile."""
+
+    async def tile(request: Request) -> Response:
+        try:
+            layer = _layer(request)
+            z, x, y = _coordinates(request)
+            principal = await _principal(config, request)
+        except _Refused as refused:
+            return refused.response
+        async with unit_of_work(config.database, principal.context) as session:
+            found = await render_tile(
+                session,
+                layer,
+                tenant_id=principal.tenant_id,
+                scopes=principal.scopes,
+                z=z,
+                x=x,
+                y=y,
+                max_features=max_features,
+            )
+        extra = {"X-Tile-Truncated": "true"} if found.truncated else None
+        return _cached(request, found.data, MVT_MEDIA_TYPE, extra)
+
+    async def tilejson(request: Request) -> Response:
+        try:
+            layer = _layer(request)
+            principal = await _principal(config, request)
+        except _Refused as refused:
+            return refused.response
+        async with unit_of_work(config.database, principal.context) as session:
+            bounds = await layer_bounds(
+                session, layer, tenant_id=principal.tenant_id, scopes=principal.scopes
+            )
+        document = tilejson_document(layer, str(request.base_url), bounds)
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return _cached(request, body, TILEJSON_MEDIA_TYPE)
+
+    return [
+        Route("/tiles/{layer}.json", tilejson, methods=["GET"], name="tilejson"),
+        Route("/tiles/{layer}/{z}/{x}/{y}.mvt", tile, methods=["GET"], name="tile"),
+    ]
+
+
+def tilejson_document(
+    layer: TileLayer, base_url: str, bounds: tuple[float, float, float, float] | None
+) -> dict[str, object]:
+    """TileJSON 3.0.0 for one layer; `bounds` are those of the caller's shapes (the world when none)."""
+    if bounds is None:
+        west, south, east, north = WORLD_BOUNDS
+    else:
+        # Outwards to 6 decimals (about 0.1 m), so the box still holds every shape.
+        west, south, east, north = (
+            _round_down(bounds[0]),
+            _round_down(bounds[1]),
+            _round_up(bounds[2]),
+            _round_up(bounds[3]),
+        )
+    minzoom = max(layer.minzoom, MIN_ZOOM)
+    return {
+        "tilejson": "3.0.0",
+        "name": f"liaison-grid {layer.name}",
+        "description": layer.description,
+        "version": "1.0.0",
+        "scheme": "xyz",
+        "tiles": [base_url.rstrip("/") + f"/tiles/{layer.name}/{{z}}/{{x}}/{{y}}.mvt"],
+        "minzoom": minzoom,
+        "maxzoom": TILEJSON_MAX_ZOOM,
+        "bounds": [west, south, east, north],
+        "vector_layers": [
+            {
+                "id": layer.name,
+                "description": layer.description,
+                "minzoom": minzoom,
+                "maxzoom": TILEJSON_MAX_ZOOM,
+                "fields": dict(FIELDS),
+            }
+        ],
+    }
+
+
+def _round_down(value: float) -> float:
+    return math.floor(value * 1e6) / 1e6
+
+
+def _round_up(value: float) -> float:
+    return math.ceil(value * 1e6) / 1e6
