@@ -281,7 +281,7 @@ def api_server(settings: Settings) -> Iterator[str]:
                 if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
                     break
             except httpx.TransportError:
-                pass
+                time.sleep(0.1)  # not listening yet
             if time.monotonic() > deadline:
                 raise BenchError("the API server did not answer /healthz within 60 s")
             time.sleep(0.1)
@@ -499,7 +499,7 @@ def cpu_model() -> str:
             if line.startswith("model name"):
                 return line.partition(":")[2].strip()
     except OSError:
-        pass
+        return platform.processor() or "unknown"
     return platform.processor() or "unknown"
 
 

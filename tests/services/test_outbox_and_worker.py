@@ -112,7 +112,7 @@ async def test_a_rolled_back_transaction_sends_nothing(
     context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
 
     class Abort(Exception):
-        pass
+        """Raised to roll the transaction back."""
 
     with pytest.raises(Abort):
         async with unit_of_work(database, context) as session:
