@@ -270,3 +270,17 @@ async def allocate_grid_cell_ids(session: AsyncSession, count: int) -> list[int]
         {"n": count},
     )
     return [int(value) for value in rows]
+
+
+async def city_geojson(session: AsyncSession, tenant_id: int, simplify: float | None) -> str | None:
+    """The city's outline: the union of the current district shapes the caller can see."""
+    found = await session.scalar(
+        text(
+            "SELECT ST_AsGeoJSON(ST_Multi(ST_ForcePolygonCCW(CASE WHEN CAST(:simplify AS float8) IS NULL "
+            "THEN ST_Union(geom) ELSE ST_SimplifyPreserveTopology(ST_Union(geom), CAST(:simplify AS float8)) "
+            "END)), 7) FROM boundaries "
+            "WHERE tenant_id = :tenant_id AND level = 'district' AND valid_to IS NULL"
+        ),
+        {"tenant_id": tenant_id, "simplify": simplify},
+    )
+    return str(found) if found is not None else None

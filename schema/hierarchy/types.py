@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -9,7 +10,7 @@ import strawberry
 from graphql import GraphQLError
 from strawberry.scalars import JSON
 
-from geo.boundaries import BoundaryLevel
+from geo.boundaries import BoundaryLevel, city_geojson
 from schema.context import Info
 from schema.relay import (
     MAX_PAGE_SIZE,
@@ -53,12 +54,16 @@ async def children(info: Info, level: Level, parent_key: int, args: PageArgs) ->
 MAX_SIMPLIFY_DEGREES = 0.1
 
 
-async def boundary_of(info: Info, level: BoundaryLevel, key: int, simplify: float | None) -> JSON | None:
+def check_simplify(simplify: float | None) -> None:
     if simplify is not None and not 0 <= simplify <= MAX_SIMPLIFY_DEGREES:
         raise GraphQLError(
             f"simplify is a tolerance in degrees between 0 and {MAX_SIMPLIFY_DEGREES}",
             extensions={"code": "INVALID_INPUT"},
         )
+
+
+async def boundary_of(info: Info, level: BoundaryLevel, key: int, simplify: float | None) -> JSON | None:
+    check_simplify(simplify)
     found: JSON | None = await info.context.loaders.boundaries(level, simplify).load(key)
     return found
 
@@ -81,6 +86,15 @@ class City(Node):
     name: str
     scope: str
     key: strawberry.Private[int]
+
+    @strawberry.field(
+        description="The city's outline: the union of the district shapes visible to the caller."
+    )
+    async def boundary(self, info: Info, simplify: float | None = None) -> JSON | None:
+        check_simplify(simplify)
+        async with info.context.db() as session:
+            found = await city_geojson(session, self.key, simplify)
+        return json.loads(found) if found is not None else None
 
     @strawberry.field
     async def districts(

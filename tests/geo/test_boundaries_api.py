@@ -63,6 +63,8 @@ async def test_set_read_redraw_and_report(api: Api, shapes: TenantInfo) -> None:
     redrawn = await set_shape(api, admin, id=node["D001"], geometry=square(116.0, 39.0, 0.2))
     assert redrawn["replacedPrevious"] is True
 
+    outline = await api.gql("{ city { boundary(simplify: 0.0001) } }", token=admin)
+    assert outline["city"]["boundary"]["type"] == "MultiPolygon"
     tree = await api.gql(TREE, token=admin)
     geometry = tree["districts"]["edges"][0]["node"]["boundary"]
     assert geometry["type"] == "MultiPolygon"
@@ -141,6 +143,8 @@ async def test_who_may_set_a_boundary(api: Api, shapes: TenantInfo, beta: Tenant
     assert (await set_shape(api, intruder, id=node["D001"], geometry=square(116, 39, 0.1)))[
         "code"
     ] == "NOT_FOUND"
+    too_coarse = await api.post("{ city { boundary(simplify: 5) } }", token=admin)
+    assert too_coarse.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
     bad = await set_shape(api, admin, id="garbage", geometry=square(116, 39, 0.1))
     assert bad["code"] == "INVALID_INPUT" and bad["field"] == "id"
 
