@@ -25,7 +25,7 @@ from sqlalchemy.exc import OperationalError
 from deploy import migrate as migrations
 from deploy import runtime
 from deploy.seed import DEMO_PASSWORD, SeedResult, seed_demo, seed_synthetic
-from deploy.settings import Settings, load
+from deploy.settings import LOCAL_DIR, Settings, load
 from geo.boundaries import BoundaryLevel
 from geo.crs import parse_crs
 from geo.validation import ACCEPTED_SRIDS, GeometryRefused, geojson_srid
@@ -367,7 +367,8 @@ def serve_command(
 def worker_argv(concurrency: int, beat: bool, loglevel: str = "info") -> list[str]:
     argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", f"--concurrency={concurrency}"]
     argv += [f"--loglevel={loglevel}", "--without-gossip", "--without-mingle"]
-    return [*argv, "--beat"] if beat else argv
+    schedule = LOCAL_DIR / "celerybeat-schedule"  # beat's own bookkeeping, kept out of the checkout
+    return [*argv, "--beat", f"--schedule={schedule}"] if beat else argv
 
 
 @app.command("worker")
