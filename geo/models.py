@@ -58,6 +58,12 @@ class Boundary(Base):
         ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
         Index("ix_boundaries_geom", "geom", postgresql_using="gist"),
         Index(
+            "ix_boundaries_grid_geom",
+            "geom",
+            postgresql_using="gist",
+            postgresql_where=text("level = 'grid'"),
+        ),
+        Index(
             "uq_boundaries_current",
             "tenant_id",
             "level",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from shapely import MultiPolygon, box
 
@@ -13,6 +15,9 @@ from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
 from tests.helpers import TenantInfo
+
+# Either spatial index on boundaries: all levels, or grid cells alone (migration 0003).
+GIST_INDEX = re.compile(r"ix_boundaries_(grid_)?geom")
 
 # Four 0.01-degree cells meeting at (116.40, 39.90):  C D  (station 2)
 #                                                     A B  (station 1)

