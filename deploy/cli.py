@@ -30,7 +30,13 @@ from geo.boundaries import BoundaryLevel
 from geo.crs import parse_crs
 from geo.validation import ACCEPTED_SRIDS, GeometryRefused, geojson_srid
 from services.audit import service as audit
-from services.geography.importing import ImportReport, NotAFeatureCollection, features_of, import_boundaries
+from services.geography.importing import (
+    ImportOptions,
+    ImportReport,
+    NotAFeatureCollection,
+    features_of,
+    import_boundaries,
+)
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
 from services.unit_of_work import unit_of_work
@@ -305,10 +311,7 @@ def import_boundaries_command(
             return f"tenant {tenant!r} does not exist."
         actor = TenantContext.whole_tenant(tenant_id, "system:import")
         with progress_bar(f"importing {file.name}") as factory:
-            return await import_boundaries(
-                database,
-                actor,
-                features,
+            options = ImportOptions(
                 level=boundary_level,
                 crs=system,
                 match_on=match_on,
@@ -316,7 +319,9 @@ def import_boundaries_command(
                 srid=srid,
                 sticking_out_m2=sticking_out,
                 source=f"import:{file.name}",
-                progress=factory(len(features)),
+            )
+            return await import_boundaries(
+                database, actor, features, options, progress=factory(len(features))
             )
 
     report = run_with_database(run)

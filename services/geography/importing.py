@@ -65,41 +65,30 @@ def features_of(document: Any) -> list[Any]:
     raise NotAFeatureCollection("the file is not a GeoJSON FeatureCollection or Feature")
 
 
+@dataclass(frozen=True)
+class ImportOptions:
+    level: BoundaryLevel
+    crs: CRS
+    match_on: str = "code"
+    repair: bool = False
+    srid: int | None = None
+    sticking_out_m2: float = 1_000.0
+    source: str = "import"
+    synthetic: bool = False
+
+
 async def import_boundaries(
     database: Database,
     actor: TenantContext,
     features: Sequence[Any],
-    *,
-    level: BoundaryLevel,
-    crs: CRS,
-    match_on: str = "code",
-    repair: bool = False,
-    srid: int | None = None,
-    sticking_out_m2: float = 1_000.0,
-    source: str = "import",
-    synthetic: bool = False,
+    options: ImportOptions,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     report = ImportReport()
     for start in range(0, len(features), BATCH):
         async with unit_of_work(database, actor) as session:
             for index in range(start, min(start + BATCH, len(features))):
-                outcome = await _one(
-                    session,
-                    actor,
-                    index,
-                    features[index],
-                    level,
-                    crs,
-                    match_on,
-                    repair,
-                    srid,
-                    source,
-                    synthetic,
-                    report,
-                    sticking_out_m2,
-                )
-                report.outcomes.append(outcome)
+                report.outcomes.append(await _one(session, actor, index, features[index], options, report))
         if progress:
             progress(min(BATCH, len(features) - start))
     return report
@@ -110,28 +99,21 @@ async def _one(
     actor: TenantContext,
     index: int,
     feature: Any,
-    level: BoundaryLevel,
-    crs: CRS,
-    match_on: str,
-    repair: bool,
-    srid: int | None,
-    source: str,
-    synthetic: bool,
+    options: ImportOptions,
     report: ImportReport,
-    sticking_out_m2: float,
 ) -> FeatureOutcome:
-    number = index + 1
+    number, level = index + 1, options.level
     if not isinstance(feature, Mapping) or feature.get("type") != "Feature":
         return FeatureOutcome(number, None, False, "it is not a GeoJSON Feature")
     properties = feature.get("properties") or {}
-    code = properties.get(match_on) if isinstance(properties, Mapping) else None
+    code = properties.get(options.match_on) if isinstance(properties, Mapping) else None
     if code is None or str(code).strip() == "":
         return FeatureOutcome(
-            number, None, False, f"it has no {match_on!r} property to match a {level.value}"
+            number, None, False, f"it has no {options.match_on!r} property to match a {level.value}"
         )
     code = str(code).strip()
     try:
-        validated = validate_polygonal(feature, repair=repair, srid=srid, crs=crs)
+        validated = validate_polygonal(feature, repair=options.repair, srid=options.srid, crs=options.crs)
     except GeometryRefused as refused:
         hint = " (--repair would fix it)" if refused.repairable else ""
         return FeatureOutcome(number, code, False, refused.reason + hint)
@@ -145,11 +127,17 @@ async def _one(
                 await _create_cell(session, actor, properties, code)
                 created = True
             result = await set_node_boundary(
-                session, actor, level, validated, code=code, source=source, synthetic=synthetic
+                session,
+                actor,
+                level,
+                validated,
+                code=code,
+                source=options.source,
+                synthetic=options.synthetic,
             )
     except DomainError as error:
         return FeatureOutcome(number, code, False, error.message)
-    if result.outside_parent_square_meters and result.outside_parent_square_meters > sticking_out_m2:
+    if result.outside_parent_square_meters and result.outside_parent_square_meters > options.sticking_out_m2:
         report.outside_parent.append((code, result.outside_parent_square_meters))
     report.overlaps.extend((code, overlap.code, overlap.square_meters) for overlap in result.overlaps)
     return FeatureOutcome(number, code, True, repairs=result.repairs, created=created)
