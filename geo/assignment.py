@@ -24,7 +24,13 @@ WITH covering AS MATERIALIZED (
     AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
 )
 SELECT g.id AS grid_cell_id, g.code AS grid_cell_code, t.id AS station_id, t.code AS station_code,
-       s.id AS street_id, s.code AS street_code, d.id AS district_id, d.code AS district_code
+       s.id AS street_id, s.code AS street_code, d.id AS district_id, d.code AS district_code,
+       t.name AS station_name, t.scope::text AS station_scope, t.created_at AS station_created_at,
+       t.retired_at AS station_retired_at,
+       s.name AS street_name, s.scope::text AS street_scope, s.created_at AS street_created_at,
+       s.retired_at AS street_retired_at,
+       d.name AS district_name, d.scope::text AS district_scope, d.created_at AS district_created_at,
+       d.retired_at AS district_retired_at
 FROM (SELECT min(node_id) AS node_id FROM covering) c
 JOIN grid_cells g ON g.tenant_id = :tenant_id AND g.id = c.node_id
 JOIN stations t ON t.tenant_id = g.tenant_id AND t.id = g.station_id
@@ -51,15 +57,38 @@ LIMIT 1
 
 
 @dataclass(frozen=True, slots=True)
+class PlacedNode:
+    """A station, street or district as the lookup found it (the API shows them without asking again)."""
+
+    tenant_id: int
+    id: int
+    parent_id: int
+    code: str
+    name: str
+    scope: str
+    created_at: datetime
+    retired_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class Placement:
     grid_cell_id: int
     grid_cell_code: str
-    station_id: int
-    station_code: str
-    street_id: int
-    street_code: str
-    district_id: int
-    district_code: str
+    station: PlacedNode
+    street: PlacedNode
+    district: PlacedNode
+
+    @property
+    def station_id(self) -> int:
+        return self.station.id
+
+    @property
+    def street_id(self) -> int:
+        return self.street.id
+
+    @property
+    def district_id(self) -> int:
+        return self.district.id
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +128,29 @@ async def locate(session: AsyncSession, tenant_id: int, lon: float, lat: float, 
     values = _values(tenant_id, lon, lat, as_of)
     row = (await session.execute(text(COVERING_CELL), values)).mappings().first()
     if row is not None:
-        return Location(Placement(**row), None)
+        return Location(_placement(tenant_id, row), None)
     near = (await session.execute(text(NEAREST_CELL), values)).first()
     nearest = Nearest(int(near.node_id), str(near.code), float(near.distance)) if near is not None else None
     return Location(None, nearest)
+
+
+def _placement(tenant_id: int, row: Any) -> Placement:
+    def node(prefix: str, parent_id: int) -> PlacedNode:
+        return PlacedNode(
+            tenant_id=tenant_id,
+            id=int(row[f"{prefix}_id"]),
+            parent_id=parent_id,
+            code=str(row[f"{prefix}_code"]),
+            name=str(row[f"{prefix}_name"]),
+            scope=str(row[f"{prefix}_scope"]),
+            created_at=row[f"{prefix}_created_at"],
+            retired_at=row[f"{prefix}_retired_at"],
+        )
+
+    return Placement(
+        grid_cell_id=int(row["grid_cell_id"]),
+        grid_cell_code=str(row["grid_cell_code"]),
+        station=node("station", int(row["street_id"])),
+        street=node("street", int(row["district_id"])),
+        district=node("district", tenant_id),
+    )

@@ -2,17 +2,20 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import strawberry
 from graphql import GraphQLError
 
 from geo import assignment
+from geo.assignment import PlacedNode, Placement
 from geo.boundaries import grid_cells_by_id
 from geo.crs import to_wgs84
 from schema.context import Info
 from schema.geo.types import CRS, GridCellRef, Location
 from schema.hierarchy.types import GridCell, grid_cell_of
 from schema.permissions import SIGNED_IN
+from services.hierarchy.repository import Level
 
 
 def _checked_point(lon: float, lat: float) -> None:
@@ -26,6 +29,31 @@ def _checked_point(lon: float, lat: float) -> None:
         raise GraphQLError(
             "lon must lie in [-180, 180] and lat in [-90, 90]", extensions={"code": "INVALID_INPUT"}
         )
+
+
+def prime_placement(info: Info, place: Placement) -> None:
+    """The lookup already read the station, street and district: hand them to the loaders."""
+    loaders = info.context.loaders
+    station, street, district = place.station, place.street, place.district
+    loaders.nodes(Level.STATION).prime(
+        station.id, SimpleNamespace(**_fields(station), street_id=station.parent_id)
+    )
+    loaders.nodes(Level.STREET).prime(
+        street.id, SimpleNamespace(**_fields(street), district_id=street.parent_id)
+    )
+    loaders.nodes(Level.DISTRICT).prime(district.id, SimpleNamespace(**_fields(district)))
+
+
+def _fields(node: PlacedNode) -> dict[str, object]:
+    return {
+        "tenant_id": node.tenant_id,
+        "id": node.id,
+        "code": node.code,
+        "name": node.name,
+        "scope": node.scope,
+        "created_at": node.created_at,
+        "retired_at": node.retired_at,
+    }
 
 
 async def load_grid_cell(info: Info, key: int) -> GridCell | None:
@@ -67,6 +95,7 @@ class GeoQuery:
             )
         if found.placement is not None:
             place = found.placement
+            prime_placement(info, place)
             return Location(
                 grid_cell=GridCellRef.of(place.grid_cell_id, place.grid_cell_code),
                 unassigned=False,

@@ -65,3 +65,13 @@ async def test_bad_points_are_refused_with_a_reason(
 async def test_locate_needs_a_token(api: Api) -> None:
     response = await api.post(LOCATE, {"lon": 116.4, "lat": 39.9})
     assert response.status_code == 401
+
+
+async def test_locate_costs_two_statements(api: Api, grid: Grid) -> None:
+    """The cell lookup reads the station, street and district too; the API asks for nothing more."""
+    token = api.token(grid.tenant, ["city_admin"])
+    await api.gql(LOCATE, {"lon": 116.405, "lat": 39.905}, token=token)  # the tenant lookup is cached now
+    with api.count_statements() as statements:
+        found = (await api.gql(LOCATE, {"lon": 116.405, "lat": 39.905}, token=token))["locate"]
+    assert found["district"]["code"] == "D001"
+    assert len(statements) == 2, statements  # SET LOCAL and the lookup
