@@ -84,39 +84,25 @@ class GeoQuery:
             found = await assignment.locate(session, principal.tenant_id, wgs_lon, wgs_lat, when)
             hidden = found.unassigned and await assignment.covered_elsewhere(session, wgs_lon, wgs_lat, when)
         if hidden:
-            return Location(
-                grid_cell=None,
-                unassigned=False,
-                outside_scope=True,
-                nearest_grid_cell=None,
-                distance_meters=None,
-                longitude=wgs_lon,
-                latitude=wgs_lat,
-            )
+            return Location(longitude=wgs_lon, latitude=wgs_lat, outside_scope=True)
         if found.placement is not None:
             place = found.placement
             prime_placement(info, place)
             return Location(
-                grid_cell=GridCellRef.of(place.grid_cell_id, place.grid_cell_code),
-                unassigned=False,
-                outside_scope=False,
-                nearest_grid_cell=None,
-                distance_meters=None,
                 longitude=wgs_lon,
                 latitude=wgs_lat,
+                grid_cell=GridCellRef.of(place.grid_cell_id, place.grid_cell_code),
                 station_key=place.station_id,
                 street_key=place.street_id,
                 district_key=place.district_id,
             )
         nearest = found.nearest
+        if nearest is None:  # a tenant (or scope) without any grid cell
+            return Location(longitude=wgs_lon, latitude=wgs_lat, unassigned=True)
         return Location(
-            grid_cell=None,
-            unassigned=True,
-            outside_scope=False,
-            nearest_grid_cell=GridCellRef.of(nearest.grid_cell_id, nearest.grid_cell_code)
-            if nearest
-            else None,
-            distance_meters=round(nearest.distance_meters, 1) if nearest else None,
             longitude=wgs_lon,
             latitude=wgs_lat,
+            unassigned=True,
+            nearest_grid_cell=GridCellRef.of(nearest.grid_cell_id, nearest.grid_cell_code),
+            distance_meters=round(nearest.distance_meters, 1),
         )

@@ -38,19 +38,20 @@ class GridCellRef:
     description="Where a point falls: its grid cell and the station, street and district above it."
 )
 class Location:
-    grid_cell: GridCellRef | None
-    unassigned: bool = strawberry.field(
-        description="No grid cell covers the point; it is kept, never dropped."
-    )
-    outside_scope: bool = strawberry.field(
-        description="The point lies in a part of the city outside the caller's scope; nothing more is said."
-    )
-    nearest_grid_cell: GridCellRef | None
-    distance_meters: float | None = strawberry.field(
-        description="Distance to the nearest cell when unassigned."
-    )
     longitude: float = strawberry.field(description="The point in WGS84, after conversion.")
     latitude: float
+    grid_cell: GridCellRef | None = None
+    unassigned: bool = strawberry.field(
+        default=False, description="No grid cell covers the point; it is kept, never dropped."
+    )
+    outside_scope: bool = strawberry.field(
+        default=False,
+        description="The point lies in a part of the city outside the caller's scope; nothing more is said.",
+    )
+    nearest_grid_cell: GridCellRef | None = None
+    distance_meters: float | None = strawberry.field(
+        default=None, description="Distance to the nearest cell when unassigned."
+    )
     station_key: strawberry.Private[int | None] = None
     street_key: strawberry.Private[int | None] = None
     district_key: strawberry.Private[int | None] = None

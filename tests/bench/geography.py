@@ -75,6 +75,7 @@ from tests.bench.hierarchy import (
     table,
     versions,
     with_database,
+    write_output,
 )
 
 BENCH_DATABASE = "liaison_geobench"
@@ -836,18 +837,6 @@ def run(points: int, locate_iterations: int, tile_iterations: int) -> dict[str, 
     }
 
 
-def write_output(path: Path, figures: dict[str, Any]) -> None:
-    existing: dict[str, Any] = {}
-    if path.exists():
-        loaded = json.loads(path.read_text(encoding="utf-8"))
-        if not isinstance(loaded, dict):
-            raise BenchError(f"{path} does not hold a JSON object; not overwriting it")
-        existing = loaded
-    existing["geography"] = figures
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-
-
 def print_figures(figures: dict[str, Any], out: Console) -> None:
     timings = table("geography benchmark: latencies (ms)", "measurement", "p50", "p95", "min", "n")
     groups = [figures["locate"]["timings_ms"], *(zoom["timings_ms"] for zoom in figures["tiles"].values())]
@@ -923,7 +912,7 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as error:
         console.print(f"[red]benchmark failed:[/] {error}")
         return 1
-    write_output(output, figures)
+    write_output(output, figures, key="geography")
     print_figures(figures, console)
     console.print(f"written to {output}")
     return 0

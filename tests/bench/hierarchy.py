@@ -589,14 +589,15 @@ def run(full_tree_iterations: int, district_page_iterations: int) -> dict[str, A
     }
 
 
-def write_output(path: Path, figures: dict[str, Any]) -> None:
+def write_output(path: Path, figures: dict[str, Any], key: str = "hierarchy") -> None:
+    """Merge `figures` into the results file under `key`, keeping the other benchmarks' figures."""
     existing: dict[str, Any] = {}
     if path.exists():
         loaded = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(loaded, dict):
             raise BenchError(f"{path} does not hold a JSON object; not overwriting it")
         existing = loaded
-    existing["hierarchy"] = figures
+    existing[key] = figures
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(existing, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
