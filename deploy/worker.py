@@ -8,4 +8,5 @@ from deploy.settings import load
 celery_app = configure_worker(load())
 celery_app.conf.beat_schedule = {
     "outbox-relay": {"task": "outbox.relay", "schedule": 15.0},
+    "timers-sweep": {"task": "timers.sweep", "schedule": 30.0},
 }

@@ -33,6 +33,7 @@ class GridCell(Base):
         ForeignKeyConstraint(["tenant_id", "grid_worker_id"], ["users.tenant_id", "users.id"]),
         UniqueConstraint("tenant_id", "code"),
         Index("ix_grid_cells_tenant_id_station_id_code", "tenant_id", "station_id", "code"),
+        Index("ix_grid_cells_scope", "scope", postgresql_using="gist"),
     )
 
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)

@@ -18,6 +18,7 @@ class ErrorCode(Enum):
     CONFLICT = "CONFLICT"
     FORBIDDEN = "FORBIDDEN"
     INVALID_CREDENTIALS = "INVALID_CREDENTIALS"
+    ILLEGAL_TRANSITION = "ILLEGAL_TRANSITION"
 
 
 @strawberry.interface
@@ -62,6 +63,11 @@ class InvalidCredentialsError(Error):
     pass
 
 
+@strawberry.type
+class IllegalTransitionError(Error):
+    """A workflow step that its current state does not allow (accept a closed request, ...)."""
+
+
 _BY_CODE: dict[str, type[Error]] = {
     "NOT_FOUND": NotFoundError,
     "OUT_OF_SCOPE": OutOfScopeError,
@@ -69,6 +75,7 @@ _BY_CODE: dict[str, type[Error]] = {
     "INVALID_INPUT": InvalidInputError,
     "CONFLICT": ConflictError,
     "FORBIDDEN": ForbiddenError,
+    "ILLEGAL_TRANSITION": IllegalTransitionError,
 }
 
 

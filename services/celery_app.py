@@ -11,7 +11,14 @@ from celery import Celery
 TASK_TIME_LIMIT_SECONDS = 300
 VISIBILITY_TIMEOUT_SECONDS = 3600
 
-celery_app = Celery("liaison", include=["services.hierarchy.tasks", "services.outbox.tasks"])
+# Each domain's tasks module registers its tasks and its timer handlers; the worker imports them all.
+TASK_MODULES = [
+    "services.hierarchy.tasks",
+    "services.outbox.tasks",
+    "services.timers.tasks",
+]
+
+celery_app = Celery("liaison", include=TASK_MODULES)
 
 DURABLE_SETTINGS: dict[str, Any] = {
     "task_acks_late": True,

@@ -19,6 +19,7 @@ from sqlalchemy import (
     UniqueConstraint,
     func,
 )
+from sqlalchemy.dialects.postgresql import base as postgresql_base
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
@@ -159,3 +160,7 @@ class RoleAssignment(Base):
     role: Mapped[str] = mapped_column(String(32))
     scope: Mapped[str] = mapped_column(Ltree())
     created_at: Mapped[datetime] = _created_at()
+
+
+# Reflection (the migrations-versus-models check) should know ltree columns.
+postgresql_base.ischema_names["ltree"] = Ltree

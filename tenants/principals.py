@@ -10,6 +10,10 @@ from tenants.roles import Role
 from tenants.tokens import Claims
 
 
+def resident_scope(tenant_id: int) -> str:
+    return f"{city_scope(tenant_id)}.r0"
+
+
 class UnknownTenant(Exception):
     pass
 
@@ -28,6 +32,10 @@ class Principal:
 
     @property
     def context(self) -> TenantContext:
+        if self.roles == {Role.RESIDENT}:
+            # A resident sees their own rows (owner_principal), never a territory's, whatever the
+            # token's scopes say: their transaction gets a scope under the city that holds no rows.
+            return TenantContext(self.tenant_id, (resident_scope(self.tenant_id),), self.sub)
         return TenantContext(self.tenant_id, self.scopes, self.sub)
 
     def has_any_role(self, *roles: Role) -> bool:

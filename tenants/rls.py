@@ -15,6 +15,8 @@ INSIDE_SCOPE = f"scope <@ {CALLER_SCOPES}"
 # The row is an ancestor of one of the caller's scopes (a district user may read the city's row).
 ANCESTOR_OF_SCOPE = f"scope @> {CALLER_SCOPES}"
 IS_PRINCIPAL = "('user:' || id::text) = current_setting('app.principal', true)"
+# Rows a principal owns (a resident's own request, a party's own invitation), wherever they lie.
+IS_OWNER = "owner_principal = current_setting('app.principal', true)"
 
 
 class Visibility(StrEnum):
@@ -22,6 +24,7 @@ class Visibility(StrEnum):
     SCOPED = "scoped"  # read and write inside the caller's scope
     USER = "user"  # scoped, and a user always sees their own row
     TENANT = "tenant"  # any scope of the tenant (rows with no place in the hierarchy)
+    OWNED = "owned"  # scoped, and the principal in owner_principal always sees (not writes) the row
 
 
 def policy_statements(table: str, visibility: Visibility, *, app_role: str, tenant_role: str) -> list[str]:
@@ -38,6 +41,8 @@ def policy_statements(table: str, visibility: Visibility, *, app_role: str, tena
         read, write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})", inside
     elif visibility is Visibility.USER:
         read = write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {IS_PRINCIPAL})"
+    elif visibility is Visibility.OWNED:
+        read, write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {IS_OWNER})", inside
     else:
         read = write = inside
     return [

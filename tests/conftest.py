@@ -39,10 +39,12 @@ def _libpq(url: str) -> str:
 
 
 def _test_broker(url: str) -> str:
-    """On Redis, a database of its own (7), so a running demo never sees the tests' tasks."""
+    """On Redis, a database of its own (7, or LIAISON_TEST_REDIS_DB), so a running demo, or another test
+    run on the same machine, never sees the tests' tasks."""
     if not url.startswith("redis://"):
         return url
-    return re.sub(r"(/\d*)?$", "/7", url, count=1)
+    number = int(os.environ.get("LIAISON_TEST_REDIS_DB", "7"))
+    return re.sub(r"(/\d*)?$", f"/{number}", url, count=1)
 
 
 @pytest.fixture(scope="session")

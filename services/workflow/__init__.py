@@ -1,0 +1,1 @@
+"""What every workflow shares: a declared state machine, and a recorded, audited history of its steps."""

@@ -1,0 +1,73 @@
+"""Recording a step: the history row and the audit link, in the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.audit.service import append
+from services.workflow.machine import StateMachine
+from services.workflow.models import WorkflowEvent
+
+
+async def record(
+    session: AsyncSession,
+    machine: StateMachine,
+    *,
+    tenant_id: int,
+    subject_id: int,
+    scope: str,
+    step: str,
+    from_state: str | None,
+    to_state: str,
+    actor: str,
+    note: str | None = None,
+    public: bool = True,
+    payload: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> WorkflowEvent:
+    event = WorkflowEvent(
+        tenant_id=tenant_id,
+        scope=scope,
+        workflow=machine.name,
+        subject_id=subject_id,
+        step=step,
+        from_state=from_state,
+        to_state=to_state,
+        actor=actor,
+        note=note,
+        public=public,
+        payload=payload or {},
+        at=at or datetime.now(UTC),
+    )
+    session.add(event)
+    await append(
+        session,
+        tenant_id=tenant_id,
+        actor=actor,
+        action=f"{machine.name}.{step}",
+        subject=f"{machine.name}:{subject_id}",
+        scope=scope,
+        payload={"from": from_state, "to": to_state, "note": note, **(payload or {})},
+    )
+    return event
+
+
+async def history(
+    session: AsyncSession, tenant_id: int, workflow: str, subject_id: int, *, public_only: bool = False
+) -> list[WorkflowEvent]:
+    statement = (
+        select(WorkflowEvent)
+        .where(
+            WorkflowEvent.tenant_id == tenant_id,
+            WorkflowEvent.workflow == workflow,
+            WorkflowEvent.subject_id == subject_id,
+        )
+        .order_by(WorkflowEvent.id)
+    )
+    if public_only:
+        statement = statement.where(WorkflowEvent.public.is_(True))
+    return list((await session.scalars(statement)).all())
