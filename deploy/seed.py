@@ -15,6 +15,7 @@ from deploy.seed_shapes import ShapeCounts, beijing_district_shapes, seed_shapes
 from services.hierarchy import repository
 from services.hierarchy.bulk import LoadReport, Progress, TreeNode, count_nodes, load_tree
 from services.hierarchy.repository import Level
+from services.requests.catalog import ensure_defaults
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext, city_scope
 from tenants.db import Database
@@ -97,6 +98,7 @@ async def seed_tree(
     actor = TenantContext.whole_tenant(tenant_id, "system:seed")
     async with unit_of_work(database, actor) as session:
         report = await load_tree(session, actor, districts, progress=progress)
+        await ensure_defaults(session, tenant_id)
     return tenant_id, created, report
 
 

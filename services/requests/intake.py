@@ -1,0 +1,211 @@
+"""One intake pipeline for every channel (app, hotline file, Open311): validate, locate, route, time, record.
+
+Intake runs as the system (`system:intake`, the whole tenant): routing must see the tenant's whole grid,
+which the resident who submits does not. The resident is recorded as the request's owner.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import h3
+from geoalchemy2.shape import from_shape
+from shapely import Point
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from geo.assignment import locate
+from geo.crs import parse_crs, to_wgs84
+from services.errors import InvalidInput
+from services.requests import repository
+from services.requests.calendar import load_calendar
+from services.requests.deadlines import schedule_deadlines
+from services.requests.lifecycle import LEVELS, REQUEST, SUBMITTED
+from services.requests.models import Request
+from services.requests.notices import tell_staff, tell_submitter
+from services.requests.repository import DuplicateHint
+from services.workflow.service import record
+from tenants.context import TenantContext, city_scope
+
+CHANNELS = frozenset({"app", "hotline", "open311", "wechat", "visit"})
+MAX_DESCRIPTION = 4000
+MAX_PHOTOS = 9
+# Heat maps aggregate hexagons from this resolution upwards (about 307 m² a hexagon).
+H3_RESOLUTION = 12
+INTAKE = "system:intake"
+
+
+@dataclass(frozen=True)
+class Submission:
+    category: str
+    description: str
+    channel: str
+    lon: float | None = None
+    lat: float | None = None
+    crs: str = "WGS84"
+    address: str | None = None
+    photo_urls: tuple[str, ...] = ()
+    contact_name: str | None = None
+    contact_phone: str | None = None
+    external_id: str | None = None
+    submitted_at: datetime | None = None
+    owner_principal: str | None = None
+
+
+@dataclass(frozen=True)
+class Receipt:
+    request_id: int
+    ticket: str
+    state: str
+    routed: bool
+    created: bool
+    duplicates: tuple[DuplicateHint, ...] = field(default=())
+
+
+def intake_context(tenant_id: int) -> TenantContext:
+    return TenantContext.whole_tenant(tenant_id, INTAKE)
+
+
+def _clean(value: str | None, limit: int, name: str) -> str | None:
+    if value is None:
+        return None
+    value = value.strip()
+    if len(value) > limit:
+        raise InvalidInput(f"{name} is longer than {limit} characters", field=name)
+    return value or None
+
+
+def _point(submission: Submission) -> tuple[float, float] | None:
+    if submission.lon is None and submission.lat is None:
+        return None
+    if submission.lon is None or submission.lat is None:
+        raise InvalidInput("a location needs both longitude and latitude", field="location")
+    lon, lat = float(submission.lon), float(submission.lat)
+    if not (math.isfinite(lon) and math.isfinite(lat) and -180 <= lon <= 180 and -90 <= lat <= 90):
+        raise InvalidInput(f"({lon}, {lat}) is not a longitude/latitude pair", field="location")
+    try:
+        crs = parse_crs(submission.crs)
+    except ValueError as error:
+        raise InvalidInput(str(error), field="crs") from None
+    return to_wgs84(lon, lat, crs)
+
+
+def _validate(submission: Submission) -> tuple[str, str | None, tuple[float, float] | None]:
+    description = (submission.description or "").strip()
+    if not description:
+        raise InvalidInput("describe the request", field="description")
+    if len(description) > MAX_DESCRIPTION:
+        raise InvalidInput(
+            f"the description is longer than {MAX_DESCRIPTION} characters", field="description"
+        )
+    if submission.channel not in CHANNELS:
+        raise InvalidInput(f"unknown channel {submission.channel!r}", field="channel")
+    if len(submission.photo_urls) > MAX_PHOTOS:
+        raise InvalidInput(f"at most {MAX_PHOTOS} photos", field="photoUrls")
+    for url in submission.photo_urls:
+        if not url.startswith(("https://", "http://")) or len(url) > 1000:
+            raise InvalidInput(f"{url[:80]!r} is not an http(s) URL", field="photoUrls")
+    address = _clean(submission.address, 500, "address")
+    point = _point(submission)
+    if point is None and address is None:
+        raise InvalidInput("give a location, an address, or both", field="location")
+    return description, address, point
+
+
+async def submit(
+    session: AsyncSession, tenant_id: int, submission: Submission, *, now: datetime | None = None
+) -> Receipt:
+    now = now or datetime.now(UTC)
+    if submission.external_id:
+        seen = await repository.by_external_id(session, tenant_id, submission.channel, submission.external_id)
+        if seen is not None:
+            return Receipt(seen.id, seen.ticket, seen.state, seen.station_id is not None, created=False)
+    description, address, point = _validate(submission)
+    category = await repository.category_by_code(session, tenant_id, submission.category)
+    settings = await repository.settings_of(session, tenant_id)
+    submitted_at = submission.submitted_at or now
+    if submitted_at.tzinfo is None:
+        raise InvalidInput("the submission time needs a time zone", field="submittedAt")
+
+    placement = None
+    if point is not None:
+        # Routed by the boundaries in force now, when it enters the system (a hotline file may be older).
+        placement = (await locate(session, tenant_id, point[0], point[1], now)).placement
+    scope = placement.station.scope if placement is not None else city_scope(tenant_id)
+    rule = await repository.routing_rule(session, tenant_id, category.id, scope) if placement else None
+    responsible = rule.responsible if rule is not None else "station"
+    assignee = rule.assignee if rule is not None else None
+    department = rule.department if rule is not None else None
+    if placement is not None and responsible == "deputy" and assignee is None:
+        assignee = await repository.deputy_of(session, tenant_id, scope)
+    if responsible == "department" and department is None:
+        department = settings.default_department
+
+    calendar = await load_calendar(session, tenant_id, settings.timezone)
+    request_id = await repository.next_request_id(session)
+    local_day = calendar.local_day(submitted_at)
+    request = Request(
+        tenant_id=tenant_id,
+        id=request_id,
+        ticket=f"{local_day:%Y%m%d}-{request_id:06d}",
+        scope=scope,
+        category_id=category.id,
+        description=description,
+        channel=submission.channel,
+        external_id=_clean(submission.external_id, 100, "externalId"),
+        geom=from_shape(Point(point), srid=4326) if point is not None else None,
+        address=address,
+        photo_urls=list(submission.photo_urls),
+        h3_cell=int(h3.latlng_to_cell(point[1], point[0], H3_RESOLUTION), 16) if point is not None else None,
+        grid_cell_id=placement.grid_cell_id if placement else None,
+        station_id=placement.station_id if placement else None,
+        street_id=placement.street_id if placement else None,
+        district_id=placement.district_id if placement else None,
+        owner_principal=submission.owner_principal,
+        contact_name=_clean(submission.contact_name, 100, "contactName"),
+        contact_phone=_clean(submission.contact_phone, 32, "contactPhone"),
+        state=SUBMITTED,
+        level=LEVELS.index(responsible),
+        responsible=responsible,
+        assignee=assignee,
+        department=department,
+        submitted_at=submitted_at,
+        response_due_at=calendar.deadline(submitted_at, category.response_days),
+        resolution_due_at=calendar.deadline(submitted_at, category.resolution_days),
+        updated_at=now,
+    )
+    session.add(request)
+    await session.flush()
+    routed = placement is not None
+    await record(
+        session,
+        REQUEST,
+        tenant_id=tenant_id,
+        subject_id=request.id,
+        scope=scope,
+        step="submit",
+        from_state=None,
+        to_state=SUBMITTED,
+        actor=submission.owner_principal or f"channel:{submission.channel}",
+        note="已受理，等待处理" if routed else "位置不在任何网格内，等待人工分派",
+        payload={"channel": submission.channel, "routed": routed, "responsible": responsible},
+        at=now,
+    )
+    await schedule_deadlines(session, request, settings)
+    await tell_staff(session, request, "request.submitted", f"新诉求 {request.ticket}", category.name)
+    await tell_submitter(session, request, "submit", "诉求已收到")
+    duplicates: tuple[DuplicateHint, ...] = ()
+    if point is not None:
+        duplicates = await repository.possible_duplicates(
+            session,
+            tenant_id,
+            category_id=category.id,
+            lon=point[0],
+            lat=point[1],
+            now=submitted_at,
+            radius_meters=settings.duplicate_radius_meters,
+            window_hours=settings.duplicate_window_hours,
+            exclude=request.id,
+        )
+    return Receipt(request.id, request.ticket, request.state, routed, created=True, duplicates=duplicates)
