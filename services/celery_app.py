@@ -16,6 +16,8 @@ TASK_MODULES = [
     "services.hierarchy.tasks",
     "services.outbox.tasks",
     "services.timers.tasks",
+    "services.notifications.tasks",
+    "services.requests.tasks",
 ]
 
 celery_app = Celery("liaison", include=TASK_MODULES)

@@ -87,7 +87,8 @@ async def _watched(
     request = await repository.get(session, timer.tenant_id, timer.subject_id, for_update=True)
     if request.state not in states:
         return None
-    if getattr(request, column).isoformat() != timer.payload.get("deadline"):
+    watched = timer.payload.get("deadline")
+    if watched is None or getattr(request, column) != datetime.fromisoformat(watched):
         return None
     return request
 
