@@ -20,6 +20,7 @@ from strawberry.types.unset import UNSET
 from schema.auth import AuthenticationFailed, authenticate
 from schema.context import ApiConfig, Context
 from schema.hierarchy.compiled import read_operation, try_compiled
+from schema.open311 import open311_routes
 from schema.schema import build_schema
 from schema.tiles import tile_routes
 from tenants.principals import Principal
@@ -119,6 +120,7 @@ def create_app(config: ApiConfig) -> Starlette:
             Route("/healthz", healthz),
             Route("/graphql", graphql, methods=["GET", "POST"]),
             *tile_routes(config),
+            *open311_routes(config),
         ],
         lifespan=lifespan,
     )
