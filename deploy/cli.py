@@ -21,6 +21,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploy import migrate as migrations
 from deploy import runtime
@@ -30,6 +31,7 @@ from geo.boundaries import BoundaryLevel
 from geo.crs import parse_crs
 from geo.validation import ACCEPTED_SRIDS, GeometryRefused, geojson_srid
 from services.audit import service as audit
+from services.errors import DomainError, InvalidInput
 from services.geography.importing import (
     ImportOptions,
     ImportReport,
@@ -39,6 +41,11 @@ from services.geography.importing import (
 )
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
+from services.notifications import webhooks
+from services.notifications.models import WebhookDelivery, WebhookEndpoint
+from services.requests import apikeys
+from services.requests.hotline import ENCODINGS, HotlineFileError, HotlineReport, import_hotline
+from services.requests.models import ApiKey
 from services.unit_of_work import unit_of_work
 from tenants.context import SCOPE_PATTERN, TENANT_CODE_PATTERN, TenantContext, city_scope, scope_is_within
 from tenants.db import Database
@@ -52,6 +59,10 @@ app.add_typer(seed_app, name="seed")
 app.add_typer(audit_app, name="audit")
 import_app = typer.Typer(help="Load data from files.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
+webhook_app = typer.Typer(help="Webhook endpoints that receive notices.", no_args_is_help=True)
+app.add_typer(webhook_app, name="webhook")
+apikey_app = typer.Typer(help="Open311 api keys.", no_args_is_help=True)
+app.add_typer(apikey_app, name="apikey")
 console = Console(stderr=True)
 out = Console()
 
@@ -347,6 +358,260 @@ def print_import(report: ImportReport, total: int) -> None:
         out.print(f"  {code} sticks out of its parent by {area:,.0f} m²", highlight=False, soft_wrap=True)
     for code, other, area in report.overlaps:
         out.print(f"  {code} overlaps {other} by {area:,.0f} m²", highlight=False, soft_wrap=True)
+
+
+@import_app.command("requests")
+def import_requests_command(
+    file: Annotated[Path, typer.Argument(help="A 12345 hotline export (CSV).")],
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    encoding: Annotated[str, typer.Option(help="auto, utf-8 or gb18030.")] = "auto",
+    dry_run: Annotated[bool, typer.Option(help="Check and report, write nothing.")] = False,
+) -> None:
+    """Import hotline requests; each bad row is reported with its line, and the command exits 1 if any was
+    refused. Importing the same file again adds nothing."""
+    if encoding not in ENCODINGS:
+        fail(f"--encoding {encoding!r} is not one of {', '.join(ENCODINGS)}.")
+    if not file.is_file():
+        fail(f"{file} is not a file.")
+    data = file.read_bytes()
+
+    async def run(database: Database) -> HotlineReport | str:
+        tenant_id = await database.tenant_id_for(tenant)
+        if tenant_id is None:
+            return f"tenant {tenant!r} does not exist."
+        try:
+            with progress_bar(f"importing {file.name}") as factory:
+                return await import_hotline(
+                    database, tenant_id, data, encoding=encoding, dry_run=dry_run, progress=factory
+                )
+        except HotlineFileError as error:
+            return f"{file}: {error}."
+
+    report = run_with_database(run)
+    if isinstance(report, str):
+        fail(report)
+    done = "would be imported" if report.dry_run else "imported"
+    out.print(
+        f"{len(report.outcomes)} rows ({report.encoding}): {report.imported} {done}, "
+        f"{report.present} already present, {len(report.refused)} refused",
+        highlight=False,
+    )
+    for outcome in report.refused:
+        what = f"line {outcome.line}" + (f" ({outcome.external_id})" if outcome.external_id else "")
+        out.print(f"  refused {what}: {outcome.reason}", highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if report.refused else 0)
+
+
+async def _with_tenant_session(
+    database: Database, tenant: str, work: Callable[[AsyncSession, int], Awaitable[T]]
+) -> T | str:
+    """Run `work` in a whole-tenant transaction; a sentence for an unknown tenant or a refused change."""
+    tenant_id = await database.tenant_id_for(tenant)
+    if tenant_id is None:
+        return f"tenant {tenant!r} does not exist."
+    try:
+        async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:cli")) as session:
+            return await work(session, tenant_id)
+    except DomainError as error:
+        return f"{error.message}."
+
+
+@apikey_app.command("create")
+def apikey_create_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    name: Annotated[str, typer.Option(help="A name for the key, unique in the tenant.")],
+    scope: Annotated[
+        str | None,
+        typer.Option(help="Node code or scope path the key may read; the whole tenant if omitted."),
+    ] = None,
+) -> None:
+    """Create an Open311 api key and print it (it is shown this once; only its hash is kept)."""
+
+    async def run(database: Database) -> tuple[ApiKey, str] | str:
+        resolved = await resolve_scope(database, tenant, scope)
+        if isinstance(resolved, str):
+            return resolved
+        path = resolved[1]
+        return await _with_tenant_session(
+            database,
+            tenant,
+            lambda session, tenant_id: apikeys.create_api_key(session, tenant_id, name, path),
+        )
+
+    created = run_with_database(run)
+    if isinstance(created, str):
+        fail(created)
+    key, plaintext = created
+    console.print(f"api key {key.name!r} reads {key.scope}; it is shown only once:", highlight=False)
+    out.print(plaintext, soft_wrap=True, highlight=False)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    name: Annotated[str, typer.Option(help="The key's name.")],
+) -> None:
+    """Refuse an api key from now on."""
+    revoked = run_with_database(
+        lambda db: _with_tenant_session(
+            db, tenant, lambda session, tenant_id: apikeys.revoke(session, tenant_id, name)
+        )
+    )
+    if isinstance(revoked, str):
+        fail(revoked)
+    out.print(
+        f"api key {revoked.name!r} revoked at {revoked.revoked_at:%Y-%m-%d %H:%M:%S %Z}", highlight=False
+    )
+
+
+@apikey_app.command("list")
+def apikey_list_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+    """The tenant's api keys (never the keys themselves)."""
+    keys = run_with_database(lambda db: _with_tenant_session(db, tenant, apikeys.list_keys))
+    if isinstance(keys, str):
+        fail(keys)
+    table = Table(title=f"api keys of {tenant}")
+    for column in ("name", "scope", "created", "revoked"):
+        table.add_column(column)
+    for key in keys:
+        revoked = f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
+        table.add_row(key.name, str(key.scope), f"{key.created_at:%Y-%m-%d %H:%M}", revoked)
+    out.print(table)
+
+
+async def _in_tenant_cli(
+    database: Database, tenant: str, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]
+) -> T | str:
+    """Run `work` in a whole-tenant transaction; a sentence when the tenant is unknown or input is bad."""
+    tenant_id = await database.tenant_id_for(tenant)
+    if tenant_id is None:
+        return f"tenant {tenant!r} does not exist."
+    actor = TenantContext.whole_tenant(tenant_id, "system:cli")
+    try:
+        async with unit_of_work(database, actor) as session:
+            return await work(session, actor)
+    except DomainError as error:
+        return f"{error.message.rstrip('.')}."
+
+
+@webhook_app.command("add")
+def webhook_add_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    name: Annotated[str, typer.Option(help="A name for the endpoint, unique in the tenant.")],
+    url: Annotated[str, typer.Option(help="http:// or https:// address that receives the POSTs.")],
+    kind: Annotated[
+        list[str] | None, typer.Option(help="A notice kind to send; repeat for several; all when omitted.")
+    ] = None,
+    scope: Annotated[
+        str | None,
+        typer.Option(help="Node code or scope path: only notices inside it; the whole tenant if omitted."),
+    ] = None,
+    max_attempts: Annotated[int, typer.Option(min=1, max=50, help="Attempts before a dead letter.")] = (
+        webhooks.DEFAULT_MAX_ATTEMPTS
+    ),
+    backoff: Annotated[
+        int,
+        typer.Option(
+            min=1, max=webhooks.MAX_BACKOFF_SECONDS, help="Seconds before the 2nd attempt; doubles."
+        ),
+    ] = webhooks.DEFAULT_BACKOFF_SECONDS,
+) -> None:
+    """Add a webhook endpoint and print its signing secret (shown this once)."""
+    try:
+        webhooks.check_url(url)
+    except InvalidInput as error:
+        fail(f"--url: {error.message}.")
+
+    async def run(database: Database) -> tuple[WebhookEndpoint, str] | str:
+        resolved = await resolve_scope(database, tenant, scope)
+        if isinstance(resolved, str):
+            return resolved
+        spec = webhooks.EndpointSpec(
+            name=name,
+            url=url,
+            kinds=tuple(kind or ()),
+            scope=resolved[1],
+            max_attempts=max_attempts,
+            backoff_seconds=backoff,
+        )
+        return await _in_tenant_cli(
+            database, tenant, lambda session, actor: webhooks.create_endpoint(session, actor, spec)
+        )
+
+    created = run_with_database(run)
+    if isinstance(created, str):
+        fail(created)
+    endpoint, secret = created
+    kinds = ", ".join(endpoint.kinds) or "every kind"
+    console.print(
+        f"webhook {endpoint.name!r} (id {endpoint.id}) gets {kinds} inside {endpoint.scope}; "
+        "its signing secret is shown only once:",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out.print(secret, soft_wrap=True, highlight=False)
+
+
+@webhook_app.command("list")
+def webhook_list_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+    """The tenant's webhook endpoints (never their secrets)."""
+    found = run_with_database(
+        lambda db: _in_tenant_cli(
+            db, tenant, lambda session, actor: webhooks.endpoints(session, actor.tenant_id)
+        )
+    )
+    if isinstance(found, str):
+        fail(found)
+    table = Table(title=f"webhook endpoints of {tenant}")
+    for column in ("id", "name", "url", "scope", "kinds", "active", "attempts", "back-off"):
+        table.add_column(column)
+    for row in found:
+        table.add_row(
+            str(row.id),
+            row.name,
+            row.url,
+            str(row.scope),
+            ", ".join(row.kinds) or "all",
+            "yes" if row.active else "no",
+            str(row.max_attempts),
+            f"{row.backoff_seconds} s",
+        )
+    out.print(table)
+
+
+@webhook_app.command("dead")
+def webhook_dead_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    limit: Annotated[int, typer.Option(min=1, max=200, help="Newest first, at most this many.")] = 50,
+) -> None:
+    """Dead letters: deliveries that failed every attempt, with the last error and HTTP status."""
+
+    async def dead(
+        session: AsyncSession, actor: TenantContext
+    ) -> tuple[list[WebhookDelivery], int, dict[int, str]]:
+        rows, total, _ = await webhooks.deliveries(session, actor.tenant_id, status="dead", first=limit)
+        names = await webhooks.endpoint_names(session, actor.tenant_id, [row.endpoint_id for row in rows])
+        return rows, total, names
+
+    found = run_with_database(lambda db: _in_tenant_cli(db, tenant, dead))
+    if isinstance(found, str):
+        fail(found)
+    rows, total, names = found
+    table = Table(title=f"dead webhook deliveries of {tenant}: {total}")
+    for column in ("id", "endpoint", "kind", "source", "attempts", "last status", "last error", "dead since"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            names.get(row.endpoint_id, str(row.endpoint_id)),
+            row.kind,
+            row.source,
+            str(row.attempts),
+            str(row.last_status or ""),
+            (row.last_error or "")[:120],
+            f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
+        )
+    out.print(table)
 
 
 @app.command("serve")
