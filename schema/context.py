@@ -55,6 +55,8 @@ class Context:
     failed: bool = False
     _db_lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
     _loaders: HierarchyLoaders | None = field(default=None, repr=False)
+    # Per-request DataLoaders of the other domains, by name (each domain creates its own on first use).
+    domain_loaders: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def require_principal(self) -> Principal:
         if self.principal is None:

@@ -26,12 +26,16 @@ from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
+from schema.notifications.mutations import NotificationsMutation
+from schema.notifications.queries import NotificationsQuery
 from schema.permissions import SIGNED_IN
 from schema.relay import BadGlobalId, Node, decode_id
+from schema.requests.mutations import RequestsMutation
+from schema.requests.queries import RequestsQuery, load_request
 
 
 @strawberry.type
-class Query(IdentityQuery, HierarchyQuery, GeoQuery):
+class Query(IdentityQuery, HierarchyQuery, GeoQuery, NotificationsQuery, RequestsQuery):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         try:
@@ -40,6 +44,8 @@ class Query(IdentityQuery, HierarchyQuery, GeoQuery):
             raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT"}) from None
         if type_name == "GridCell":
             return await load_grid_cell(info, key)
+        if type_name == "Request":
+            return await load_request(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -51,7 +57,7 @@ class Query(IdentityQuery, HierarchyQuery, GeoQuery):
 
 
 @strawberry.type
-class Mutation(IdentityMutation, HierarchyMutation, GeoMutation):
+class Mutation(IdentityMutation, HierarchyMutation, GeoMutation, NotificationsMutation, RequestsMutation):
     pass
 
 

@@ -1,0 +1,266 @@
+"""Requests (诉求) as GraphQL types: staff see the work order, residents their own, anyone the public
+progress of a ticket."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from enum import Enum
+
+import strawberry
+from geoalchemy2.shape import to_shape
+from shapely import Point
+from strawberry.dataloader import DataLoader
+
+from schema.context import Info
+from schema.hierarchy.types import Station, station_of
+from schema.relay import Node, encode_id
+from services.hierarchy.repository import Level
+from services.requests import repository
+from services.requests.lifecycle import REQUEST
+from services.requests.models import Request as RequestRow
+from services.requests.models import RequestCategory as CategoryRow
+from services.requests.service import Actor
+from services.workflow.models import WorkflowEvent
+
+
+@strawberry.enum(
+    description="Three-colour supervision: blue due soon, yellow overdue, red overdue after escalation."
+)
+class Supervision(Enum):
+    NONE = "none"
+    BLUE = "blue"
+    YELLOW = "yellow"
+    RED = "red"
+
+
+@strawberry.enum
+class RequestState(Enum):
+    SUBMITTED = "submitted"
+    ACCEPTED = "accepted"
+    ASSIGNED = "assigned"
+    IN_PROGRESS = "in_progress"
+    RESOLVED = "resolved"
+    CLOSED = "closed"
+    RETURNED = "returned"
+    REOPENED = "reopened"
+    MERGED = "merged"
+    REJECTED = "rejected"
+
+
+@strawberry.enum
+class Channel(Enum):
+    APP = "app"
+    HOTLINE = "hotline"
+    OPEN311 = "open311"
+    WECHAT = "wechat"
+    VISIT = "visit"
+
+
+@strawberry.enum(description="Who handles it: the community's station, a deputy, or a department.")
+class Responsible(Enum):
+    STATION = "station"
+    DEPUTY = "deputy"
+    DEPARTMENT = "department"
+
+
+@strawberry.type(description="A kind of need in the city's taxonomy, with its deadlines in working days.")
+class RequestCategory:
+    code: str
+    name: str
+    kind: str = strawberry.field(description="basic (基本需求) or personalised (个性化需求)")
+    response_days: int
+    resolution_days: int
+
+    @classmethod
+    def of(cls, row: CategoryRow) -> RequestCategory:
+        return cls(
+            code=row.code,
+            name=row.name,
+            kind=row.kind,
+            response_days=row.response_days,
+            resolution_days=row.resolution_days,
+        )
+
+
+@strawberry.type(description="One step in a request's history.")
+class RequestStep:
+    at: datetime
+    step: str
+    from_state: str | None
+    to_state: str
+    actor: str
+    note: str | None
+    public: bool
+
+
+@strawberry.type(description="An open request of the same category nearby: possibly the same problem.")
+class DuplicateHint:
+    ticket: str
+    state: str
+    distance_meters: float
+    submitted_at: datetime
+
+
+class RequestLoaders:
+    """Per-request loaders: histories of many requests in one statement, the categories once."""
+
+    def __init__(self, info: Info, tenant_id: int) -> None:
+        context = info.context
+
+        async def load_histories(ids: list[int]) -> Sequence[list[WorkflowEvent]]:
+            async with context.db() as session:
+                found = await repository.histories(session, tenant_id, ids)
+            return [found[i] for i in ids]
+
+        self.histories: DataLoader[int, list[WorkflowEvent]] = DataLoader(load_fn=load_histories)
+        self._categories: dict[int, CategoryRow] | None = None
+        self._info = info
+        self._tenant_id = tenant_id
+
+    async def category(self, category_id: int) -> CategoryRow:
+        if self._categories is None:
+            async with self._info.context.db() as session:
+                self._categories = await repository.categories_by_id(session, self._tenant_id)
+        return self._categories[category_id]
+
+
+def request_loaders(info: Info) -> RequestLoaders:
+    loaders = info.context.domain_loaders.get("requests")
+    if loaders is None:
+        principal = info.context.require_principal()
+        loaders = info.context.domain_loaders["requests"] = RequestLoaders(info, principal.tenant_id)
+    assert isinstance(loaders, RequestLoaders)
+    return loaders
+
+
+@strawberry.type(name="Request", description="A resident's request (诉求) as a work order.")
+class WorkOrder(Node):
+    row: strawberry.Private[RequestRow]
+    ticket: str
+    state: RequestState
+    description: str
+    channel: Channel
+    address: str | None
+    photo_urls: list[str]
+    level: int = strawberry.field(description="0 community (station), 1 deputy, 2 department.")
+    responsible: Responsible
+    assignee: str | None
+    department: str | None
+    supervision: Supervision
+    overdue: bool
+    submitted_at: datetime
+    response_due_at: datetime
+    resolution_due_at: datetime
+    responded_at: datetime | None
+    resolved_at: datetime | None
+    closed_at: datetime | None
+    rating: int | None
+    solved: bool | None
+    reopen_count: int
+    unrouted: bool = strawberry.field(description="Outside every grid cell: waiting for manual routing.")
+    contact_name: str | None = strawberry.field(
+        description="Personal data: shown to staff and the submitter only."
+    )
+    contact_phone: str | None
+
+    @strawberry.field(description="The point in WGS84, if one was given.")
+    def longitude(self) -> float | None:
+        point = _point(self.row)
+        return point.x if point is not None else None
+
+    @strawberry.field
+    def latitude(self) -> float | None:
+        point = _point(self.row)
+        return point.y if point is not None else None
+
+    @strawberry.field
+    async def category(self, info: Info) -> RequestCategory:
+        return RequestCategory.of(await request_loaders(info).category(self.row.category_id))
+
+    @strawberry.field
+    async def station(self, info: Info) -> Station | None:
+        if self.row.station_id is None:
+            return None
+        found = await info.context.loaders.nodes(Level.STATION).load(self.row.station_id)
+        return station_of(found) if found is not None else None
+
+    @strawberry.field(description="Every step, internal notes included.")
+    async def history(self, info: Info) -> list[RequestStep]:
+        events = await request_loaders(info).histories.load(self.row.id)
+        return [
+            RequestStep(
+                at=e.at,
+                step=e.step,
+                from_state=e.from_state,
+                to_state=e.to_state,
+                actor=e.actor,
+                note=e.note,
+                public=e.public,
+            )
+            for e in events
+        ]
+
+    @strawberry.field(description="The steps the caller may take now.")
+    def available_steps(self, info: Info) -> list[str]:
+        principal = info.context.require_principal()
+        actor = Actor(principal.sub, frozenset(role.value for role in principal.roles))
+        return REQUEST.available(self.row.state, actor.kinds(self.row))
+
+
+def _point(row: RequestRow) -> Point | None:
+    if row.geom is None:
+        return None
+    shape = to_shape(row.geom)
+    assert isinstance(shape, Point)
+    return shape
+
+
+def work_order(row: RequestRow) -> WorkOrder:
+    return WorkOrder(
+        id=encode_id("Request", row.id),
+        row=row,
+        ticket=row.ticket,
+        state=RequestState(row.state),
+        description=row.description,
+        channel=Channel(row.channel),
+        address=row.address,
+        photo_urls=list(row.photo_urls or []),
+        level=row.level,
+        responsible=Responsible(row.responsible),
+        assignee=row.assignee,
+        department=row.department,
+        supervision=Supervision(row.supervision),
+        overdue=row.overdue,
+        submitted_at=row.submitted_at,
+        response_due_at=row.response_due_at,
+        resolution_due_at=row.resolution_due_at,
+        responded_at=row.responded_at,
+        resolved_at=row.resolved_at,
+        closed_at=row.closed_at,
+        rating=row.rating,
+        solved=row.solved,
+        reopen_count=row.reopen_count,
+        unrouted=row.station_id is None,
+        contact_name=row.contact_name,
+        contact_phone=row.contact_phone,
+    )
+
+
+@strawberry.type(description="What anyone holding the ticket code may see: states and public notes only.")
+class PublicProgress:
+    ticket: str
+    category: str
+    state: RequestState
+    closed: bool
+    submitted_at: datetime
+    resolution_due_at: datetime
+    steps: list[PublicStepView]
+
+
+@strawberry.type(name="PublicStep")
+class PublicStepView:
+    at: datetime
+    step: str
+    state: RequestState
+    note: str | None
