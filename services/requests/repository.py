@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.errors import InvalidInput, NotFound
 from services.requests.lifecycle import OPEN_STATES
-from services.requests.models import Request, RequestCategory, RequestSettings, RoutingRule
+from services.requests.models import Holiday, Request, RequestCategory, RequestSettings, RoutingRule
+from services.workflow.models import WorkflowEvent
 
 
 async def settings_of(session: AsyncSession, tenant_id: int) -> RequestSettings:
@@ -180,4 +182,101 @@ async def possible_duplicates(
     )
     return tuple(
         DuplicateHint(int(r.id), str(r.ticket), str(r.state), float(r.distance), r.submitted_at) for r in rows
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RequestFilter:
+    states: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    within: str | None = None  # a hierarchy path: only requests inside it
+    overdue: bool | None = None
+    supervision: tuple[str, ...] = ()
+    submitted_from: datetime | None = None
+    submitted_to: datetime | None = None
+    text: str | None = None
+    unrouted: bool | None = None
+
+
+def _filtered(tenant_id: int, where: RequestFilter) -> Any:
+    statement = select(Request).where(Request.tenant_id == tenant_id)
+    if where.states:
+        statement = statement.where(Request.state.in_(where.states))
+    if where.categories:
+        codes = select(RequestCategory.id).where(
+            RequestCategory.tenant_id == tenant_id, RequestCategory.code.in_(where.categories)
+        )
+        statement = statement.where(Request.category_id.in_(codes))
+    if where.within is not None:
+        statement = statement.where(Request.scope.op("<@")(func.text2ltree(where.within)))
+    if where.overdue is not None:
+        statement = statement.where(Request.overdue.is_(where.overdue))
+    if where.supervision:
+        statement = statement.where(Request.supervision.in_(where.supervision))
+    if where.submitted_from is not None:
+        statement = statement.where(Request.submitted_at >= where.submitted_from)
+    if where.submitted_to is not None:
+        statement = statement.where(Request.submitted_at < where.submitted_to)
+    if where.text:
+        pattern = "%" + where.text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        statement = statement.where(
+            Request.description.ilike(pattern)
+            | Request.address.ilike(pattern)
+            | (Request.ticket == where.text)
+        )
+    if where.unrouted is not None:
+        statement = statement.where(
+            Request.station_id.is_(None) if where.unrouted else Request.station_id.is_not(None)
+        )
+    return statement
+
+
+async def page(
+    session: AsyncSession, tenant_id: int, where: RequestFilter, *, first: int, before_id: int | None
+) -> tuple[list[Request], int, bool]:
+    """Newest first, keyset-paged by id; the total of the whole filtered list, and whether more follow."""
+    statement = _filtered(tenant_id, where)
+    total = int(await session.scalar(select(func.count()).select_from(statement.subquery())) or 0)
+    if before_id is not None:
+        statement = statement.where(Request.id < before_id)
+    rows = list((await session.scalars(statement.order_by(Request.id.desc()).limit(first + 1))).all())
+    return rows[:first], total, len(rows) > first
+
+
+async def histories(
+    session: AsyncSession, tenant_id: int, request_ids: list[int]
+) -> dict[int, list[WorkflowEvent]]:
+    found: dict[int, list[WorkflowEvent]] = {request_id: [] for request_id in request_ids}
+    events = await session.scalars(
+        select(WorkflowEvent)
+        .where(
+            WorkflowEvent.tenant_id == tenant_id,
+            WorkflowEvent.workflow == "request",
+            WorkflowEvent.subject_id.in_(request_ids),
+        )
+        .order_by(WorkflowEvent.subject_id, WorkflowEvent.id)
+    )
+    for event in events:
+        found[event.subject_id].append(event)
+    return found
+
+
+async def categories_by_id(session: AsyncSession, tenant_id: int) -> dict[int, RequestCategory]:
+    rows = await session.scalars(select(RequestCategory).where(RequestCategory.tenant_id == tenant_id))
+    return {row.id: row for row in rows}
+
+
+async def calendar_year(session: AsyncSession, tenant_id: int, year: int) -> list[Holiday]:
+    return list(
+        (
+            await session.scalars(
+                select(Holiday)
+                .where(
+                    Holiday.tenant_id == tenant_id,
+                    Holiday.day >= date(year, 1, 1),
+                    Holiday.day <= date(year, 12, 31),
+                )
+                .order_by(Holiday.day)
+            )
+        ).all()
     )

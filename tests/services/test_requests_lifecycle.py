@@ -4,6 +4,7 @@ ratings, duplicates, deadlines in working days, and escalation fired by the beat
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -109,7 +110,7 @@ async def test_a_point_outside_every_cell_waits_for_manual_routing(database: Dat
 
 
 async def test_bad_input_is_refused_with_the_field(database: Database, city: City) -> None:
-    cases = [
+    cases: list[tuple[dict[str, Any], str]] = [
         ({"category": "nope"}, "category"),
         ({"description": "  "}, "description"),
         ({"description": "长" * 4001}, "description"),

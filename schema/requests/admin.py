@@ -1,0 +1,275 @@
+"""City configuration of the request workflow: routing table, holiday calendar, settings, categories."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import Enum
+from typing import Annotated, Any
+
+import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.extensions import FieldExtension
+
+from schema.context import Info
+from schema.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
+from schema.mutations import parse_id, run_service
+from schema.permissions import SIGNED_IN, RequireRoles
+from schema.requests.types import RequestCategory, Responsible
+from services.errors import NotFound
+from services.hierarchy import repository as hierarchy
+from services.hierarchy.repository import Level
+from services.requests import admin, repository
+from services.requests.admin import DayRule
+from services.requests.models import RequestSettings as SettingsRow
+from services.requests.models import RoutingRule as RuleRow
+from tenants.context import TenantContext, city_scope
+from tenants.roles import Role
+
+CITY_ADMIN: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN)]
+DISPATCHERS: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF)]
+NODE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}
+
+
+@strawberry.type(description="Who answers for a category (or every category) in a territory.")
+class RoutingRule:
+    id: strawberry.ID
+    category: str | None = strawberry.field(description="A category code; null: every category.")
+    territory: str = strawberry.field(description="The territory's hierarchy path.")
+    responsible: Responsible
+    department: str | None
+    assignee: str | None
+
+    @classmethod
+    def of(cls, row: RuleRow, code: str | None) -> RoutingRule:
+        return cls(
+            id=strawberry.ID(str(row.id)),
+            category=code,
+            territory=row.scope,
+            responsible=Responsible(row.responsible),
+            department=row.department,
+            assignee=row.assignee,
+        )
+
+
+@strawberry.type
+class RequestSettings:
+    timezone: str
+    rating_threshold: int
+    duplicate_radius_meters: int
+    duplicate_window_hours: int
+    due_soon_hours: int
+    escalation_days: int
+    open311_public: bool
+    default_department: str
+
+    @classmethod
+    def of(cls, row: SettingsRow) -> RequestSettings:
+        return cls(
+            timezone=row.timezone,
+            rating_threshold=row.rating_threshold,
+            duplicate_radius_meters=row.duplicate_radius_meters,
+            duplicate_window_hours=row.duplicate_window_hours,
+            due_soon_hours=row.due_soon_hours,
+            escalation_days=row.escalation_days,
+            open311_public=row.open311_public,
+            default_department=row.default_department,
+        )
+
+
+@strawberry.enum
+class DayKind(Enum):
+    HOLIDAY = "holiday"
+    WORKDAY = "workday"
+    NORMAL = "normal"
+
+
+@strawberry.type(description="A day that breaks the Monday-to-Friday rule.")
+class CalendarDay:
+    day: date
+    kind: DayKind
+    name: str
+
+
+@strawberry.input
+class CalendarDayInput:
+    day: date
+    kind: DayKind
+    name: str = ""
+
+
+@strawberry.input
+class RoutingRuleInput:
+    node_id: strawberry.ID | None = strawberry.field(
+        default=None, description="District/street/station; null: city"
+    )
+    category: str | None = None
+    responsible: Responsible
+    department: str | None = None
+    assignee: str | None = None
+
+
+@strawberry.input
+class RequestSettingsInput:
+    timezone: str | None = None
+    rating_threshold: int | None = None
+    duplicate_radius_meters: int | None = None
+    duplicate_window_hours: int | None = None
+    due_soon_hours: int | None = None
+    escalation_days: int | None = None
+    open311_public: bool | None = None
+    default_department: str | None = None
+
+
+@strawberry.input
+class CategoryInput:
+    code: str
+    name: str
+    kind: str = strawberry.field(description="basic or personalised")
+    response_days: int
+    resolution_days: int
+
+
+@strawberry.type
+class RoutingRuleResult:
+    rule: RoutingRule
+
+
+@strawberry.type
+class DeletedResult:
+    deleted: bool
+
+
+@strawberry.type
+class SettingsResult:
+    settings: RequestSettings
+
+
+@strawberry.type
+class CalendarResult:
+    changed: int
+
+
+@strawberry.type
+class CategoryResult:
+    category: RequestCategory
+
+
+_Errors = NotFoundError | InvalidInputError | ForbiddenError | ConflictError
+RoutingRulePayload = Annotated[RoutingRuleResult | _Errors, strawberry.union("RoutingRulePayload")]
+DeletedPayload = Annotated[DeletedResult | _Errors, strawberry.union("DeletedPayload")]
+SettingsPayload = Annotated[SettingsResult | _Errors, strawberry.union("SettingsPayload")]
+CalendarPayload = Annotated[CalendarResult | _Errors, strawberry.union("CalendarPayload")]
+CategoryPayload = Annotated[CategoryResult | _Errors, strawberry.union("CategoryPayload")]
+
+
+async def _territory(session: AsyncSession, context: TenantContext, node_id: strawberry.ID | None) -> str:
+    if node_id is None:
+        return city_scope(context.tenant_id)
+    type_name, key = parse_id(node_id, "nodeId", *NODE_LEVELS)
+    found = await hierarchy.by_ids(session, NODE_LEVELS[type_name], context.tenant_id, [key])
+    if key not in found:
+        raise NotFound(f"{node_id} does not exist or lies outside your scope", field="nodeId")
+    return str(found[key].scope)
+
+
+async def _outcome(info: Info, work: Any) -> Any:
+    return await run_service(info, work)
+
+
+@strawberry.type
+class RequestsAdminQuery:
+    @strawberry.field(
+        permission_classes=SIGNED_IN, description="The routing table (rules inside your scope)."
+    )
+    async def routing_rules(self, info: Info) -> list[RoutingRule]:
+        tenant_id = info.context.require_principal().tenant_id
+        async with info.context.db() as session:
+            rows = await admin.routing_rules(session, tenant_id)
+        return [RoutingRule.of(rule, code) for rule, code in rows]
+
+    @strawberry.field(permission_classes=SIGNED_IN)
+    async def request_settings(self, info: Info) -> RequestSettings:
+        tenant_id = info.context.require_principal().tenant_id
+        async with info.context.db() as session:
+            return RequestSettings.of(await repository.settings_of(session, tenant_id))
+
+    @strawberry.field(
+        permission_classes=SIGNED_IN, description="Holidays and make-up working days of a year."
+    )
+    async def holiday_calendar(self, info: Info, year: int) -> list[CalendarDay]:
+        tenant_id = info.context.require_principal().tenant_id
+        async with info.context.db() as session:
+            rows = await repository.calendar_year(session, tenant_id, year)
+        return [CalendarDay(day=row.day, kind=DayKind(row.kind), name=row.name) for row in rows]
+
+
+@strawberry.type
+class RequestsAdminMutation:
+    @strawberry.mutation(extensions=DISPATCHERS, description="Create or replace a routing rule.")
+    async def set_routing_rule(self, info: Info, input: RoutingRuleInput) -> RoutingRulePayload:
+        async def work(session: AsyncSession, context: TenantContext) -> RoutingRuleResult:
+            scope = await _territory(session, context, input.node_id)
+            rule = await admin.set_routing_rule(
+                session,
+                context,
+                scope=scope,
+                category=input.category,
+                responsible=input.responsible.value,
+                department=input.department,
+                assignee=input.assignee,
+            )
+            return RoutingRuleResult(rule=RoutingRule.of(rule, input.category))
+
+        result: RoutingRulePayload = await _outcome(info, work)
+        return result
+
+    @strawberry.mutation(extensions=DISPATCHERS)
+    async def delete_routing_rule(self, info: Info, id: strawberry.ID) -> DeletedPayload:
+        async def work(session: AsyncSession, context: TenantContext) -> DeletedResult:
+            if not str(id).isdigit():
+                raise NotFound(f"routing rule {id} does not exist", field="id")
+            await admin.delete_routing_rule(session, context, int(id))
+            return DeletedResult(deleted=True)
+
+        result: DeletedPayload = await _outcome(info, work)
+        return result
+
+    @strawberry.mutation(extensions=CITY_ADMIN)
+    async def update_request_settings(self, info: Info, input: RequestSettingsInput) -> SettingsPayload:
+        async def work(session: AsyncSession, context: TenantContext) -> SettingsResult:
+            changes = {name: getattr(input, name) for name in RequestSettingsInput.__annotations__}
+            row = await admin.update_settings(session, context.tenant_id, **changes)
+            return SettingsResult(settings=RequestSettings.of(row))
+
+        result: SettingsPayload = await _outcome(info, work)
+        return result
+
+    @strawberry.mutation(
+        extensions=CITY_ADMIN,
+        description="Mark official holidays and make-up working days (e.g. when the State Council publishes "
+        "next year's calendar); NORMAL removes an exception.",
+    )
+    async def set_calendar_days(self, info: Info, days: list[CalendarDayInput]) -> CalendarPayload:
+        async def work(session: AsyncSession, context: TenantContext) -> CalendarResult:
+            rules = [DayRule(d.day, d.kind.value, d.name) for d in days]
+            return CalendarResult(changed=await admin.set_calendar_days(session, context.tenant_id, rules))
+
+        result: CalendarPayload = await _outcome(info, work)
+        return result
+
+    @strawberry.mutation(extensions=CITY_ADMIN, description="Create or change a category of need.")
+    async def save_request_category(self, info: Info, input: CategoryInput) -> CategoryPayload:
+        async def work(session: AsyncSession, context: TenantContext) -> CategoryResult:
+            row = await admin.save_category(
+                session,
+                context.tenant_id,
+                code=input.code,
+                name=input.name,
+                kind=input.kind,
+                response_days=input.response_days,
+                resolution_days=input.resolution_days,
+            )
+            return CategoryResult(category=RequestCategory.of(row))
+
+        result: CategoryPayload = await _outcome(info, work)
+        return result
