@@ -30,12 +30,20 @@ from schema.notifications.mutations import NotificationsMutation
 from schema.notifications.queries import NotificationsQuery
 from schema.permissions import SIGNED_IN
 from schema.relay import BadGlobalId, Node, decode_id
+from schema.requests.admin import RequestsAdminMutation, RequestsAdminQuery
 from schema.requests.mutations import RequestsMutation
 from schema.requests.queries import RequestsQuery, load_request
 
 
 @strawberry.type
-class Query(IdentityQuery, HierarchyQuery, GeoQuery, NotificationsQuery, RequestsQuery):
+class Query(
+    IdentityQuery,
+    HierarchyQuery,
+    GeoQuery,
+    NotificationsQuery,
+    RequestsQuery,
+    RequestsAdminQuery,
+):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
         try:
@@ -57,7 +65,14 @@ class Query(IdentityQuery, HierarchyQuery, GeoQuery, NotificationsQuery, Request
 
 
 @strawberry.type
-class Mutation(IdentityMutation, HierarchyMutation, GeoMutation, NotificationsMutation, RequestsMutation):
+class Mutation(
+    IdentityMutation,
+    HierarchyMutation,
+    GeoMutation,
+    NotificationsMutation,
+    RequestsMutation,
+    RequestsAdminMutation,
+):
     pass
 
 
