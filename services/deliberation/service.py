@@ -9,7 +9,7 @@ history and the audit chain, every notice goes through the outbox.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -163,7 +163,7 @@ async def _step(
     *,
     note: str | None = None,
     public: bool = True,
-    payload: dict[str, object] | None = None,
+    payload: Mapping[str, object] | None = None,
     now: datetime,
 ) -> None:
     transition = MACHINE.check(name, deliberation.state, kinds, note)
@@ -194,7 +194,7 @@ async def _notify_registrants(
     *,
     statuses: Sequence[str] = repository.ACTIVE,
     attended_only: bool = False,
-    payload: dict[str, object] | None = None,
+    payload: Mapping[str, object] | None = None,
 ) -> None:
     for registration in await repository.registrations(
         session, deliberation.tenant_id, deliberation.id, statuses=statuses

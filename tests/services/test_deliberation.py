@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deliberation import service
+from services.deliberation import repository, service
 from services.deliberation import tasks as _registers_timer_handlers  # noqa: F401
 from services.deliberation.models import Deliberation, Registration
 from services.errors import Conflict, DomainError, NotFound
@@ -174,7 +174,7 @@ async def test_a_council_on_adding_lifts_from_proposal_to_published_result(
         1,
     )
     assert published.quorum_met is True and published.passed is True
-    assert round(published.yes_votes / published.attendees, 2) == 0.92
+    assert round((published.yes_votes or 0) / (published.attendees or 1), 2) == 0.92
 
     async with database.scoped(staff.context) as session:
         steps = [e.step for e in await history(session, alpha.tenant_id, "deliberation", deliberation.id)]
@@ -220,7 +220,7 @@ async def test_capacity_waitlist_and_promotion_of_the_first_waitlisted(
     await second.withdraw(deliberation.id)
 
     async with database.scoped(staff.context) as session:
-        rows = await service.repository.registrations(
+        rows = await repository.registrations(
             session, alpha.tenant_id, deliberation.id, statuses=["registered", "waitlisted", "cancelled"]
         )
     by_owner = {r.owner_principal: r for r in rows}
@@ -244,7 +244,7 @@ async def test_capacity_waitlist_and_promotion_of_the_first_waitlisted(
         service.resident_view(alpha.tenant_id, (station,), third.principal)
     ) as session:
         seen = (await session.scalars(select(Registration))).all()
-        topic = await service.repository.get(session, alpha.tenant_id, deliberation.id)
+        topic = await repository.get(session, alpha.tenant_id, deliberation.id)
     assert [r.owner_principal for r in seen] == [third.principal]
     assert topic is not None and topic.state == "closed"
 
@@ -310,7 +310,7 @@ async def test_only_attendees_vote_once_and_only_while_voting(database: Database
     with pytest.raises(IllegalTransition):
         await present.vote(deliberation.id, "yes")
     await staff_step(staff, "close_registration", deliberation.id)
-    seats = await staff(lambda s, a: service.repository.registrations(s, alpha.tenant_id, deliberation.id))
+    seats = await staff(lambda s, a: repository.registrations(s, alpha.tenant_id, deliberation.id))
     await staff_step(
         staff,
         "mark_attendance",
@@ -338,7 +338,7 @@ async def test_diversity_report_warns_above_the_capture_share(database: Database
     deliberation = await propose(staff, proposal(station))
     residents = [Resident(database, alpha, station) for _ in range(5)]
     # Registrants: 3 of 5 retired cadres (60%: not over), 4 of 5 owners (80%: over).
-    groups = [
+    groups: list[dict[str, Any]] = [
         {"retired_cadre": True, "age_band": "60_74"},
         {"retired_cadre": True, "age_band": "60_74"},
         {"retired_cadre": True, "age_band": "75_plus"},
@@ -442,7 +442,7 @@ async def test_another_station_neither_sees_nor_acts(database: Database, alpha: 
     with pytest.raises(NotFound):
         await staff_step(intruder, "close_registration", deliberation.id)
     # The sibling station reads the street's topic (put to its residents too) but cannot steer it.
-    seen = await intruder(lambda s, a: service.repository.listing(s, alpha.tenant_id, states=None, limit=500))
+    seen = await intruder(lambda s, a: repository.listing(s, alpha.tenant_id, states=None, limit=500))
     assert street_topic.id in {d.id for d in seen} and deliberation.id not in {d.id for d in seen}
     with pytest.raises(NotFound):
         await staff_step(intruder, "close_registration", street_topic.id)

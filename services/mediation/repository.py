@@ -1,0 +1,162 @@
+"""All SQL of the mediation domain."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.mediation.models import MediationCase, MediationLevel, MediationParty, MediationSession
+from services.requests.models import Request, RequestSettings
+from tenants.models import RoleAssignment, Station
+
+
+async def get(
+    session: AsyncSession, tenant_id: int, case_id: int, *, lock: bool = False
+) -> MediationCase | None:
+    statement = select(MediationCase).where(MediationCase.tenant_id == tenant_id, MediationCase.id == case_id)
+    if lock:
+        # Under RLS a locking read passes the update policy too: a case the caller may only read is absent.
+        statement = statement.with_for_update()
+    found: MediationCase | None = await session.scalar(statement)
+    return found
+
+
+async def listing(
+    session: AsyncSession, tenant_id: int, *, states: Sequence[str] | None, limit: int
+) -> list[MediationCase]:
+    statement = select(MediationCase).where(MediationCase.tenant_id == tenant_id)
+    if states:
+        statement = statement.where(MediationCase.state.in_(list(states)))
+    rows = await session.scalars(
+        statement.order_by(MediationCase.opened_at.desc(), MediationCase.id.desc()).limit(limit)
+    )
+    return list(rows.all())
+
+
+async def current_level(
+    session: AsyncSession, tenant_id: int, case_id: int, level: int
+) -> MediationLevel | None:
+    found: MediationLevel | None = await session.scalar(
+        select(MediationLevel)
+        .where(
+            MediationLevel.tenant_id == tenant_id,
+            MediationLevel.case_id == case_id,
+            MediationLevel.level == level,
+        )
+        .with_for_update()
+    )
+    return found
+
+
+async def levels(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationLevel]:
+    rows = await session.scalars(
+        select(MediationLevel)
+        .where(MediationLevel.tenant_id == tenant_id, MediationLevel.case_id.in_(list(case_ids)))
+        .order_by(MediationLevel.case_id, MediationLevel.level)
+    )
+    return list(rows.all())
+
+
+async def parties(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationParty]:
+    rows = await session.scalars(
+        select(MediationParty)
+        .where(MediationParty.tenant_id == tenant_id, MediationParty.case_id.in_(list(case_ids)))
+        .order_by(MediationParty.case_id, MediationParty.id)
+    )
+    return list(rows.all())
+
+
+async def sessions(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationSession]:
+    rows = await session.scalars(
+        select(MediationSession)
+        .where(MediationSession.tenant_id == tenant_id, MediationSession.case_id.in_(list(case_ids)))
+        .order_by(MediationSession.case_id, MediationSession.held_on, MediationSession.id)
+    )
+    return list(rows.all())
+
+
+async def request_exists(session: AsyncSession, tenant_id: int, request_id: int) -> bool:
+    found = await session.scalar(
+        select(Request.id).where(Request.tenant_id == tenant_id, Request.id == request_id)
+    )
+    return found is not None
+
+
+async def station_deputy(session: AsyncSession, tenant_id: int, station_scope: str) -> str | None:
+    """The deputy assigned to the station (a `deputy` role at exactly its scope; the lowest user id, so the
+    choice is stable)."""
+    found = await session.scalar(
+        select(RoleAssignment.user_id)
+        .where(
+            RoleAssignment.tenant_id == tenant_id,
+            RoleAssignment.role == "deputy",
+            RoleAssignment.scope == station_scope,
+        )
+        .order_by(RoleAssignment.user_id)
+        .limit(1)
+    )
+    return f"user:{found}" if found is not None else None
+
+
+async def settings_of(session: AsyncSession, tenant_id: int) -> tuple[str, str]:
+    """The tenant's time zone and default department (the request settings), or their defaults."""
+    row = (
+        await session.execute(
+            select(RequestSettings.timezone, RequestSettings.default_department).where(
+                RequestSettings.tenant_id == tenant_id
+            )
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else ("Asia/Shanghai", "区职能部门")
+
+
+def _outcome_counts() -> list[Any]:
+    return [
+        func.count().label("started"),
+        func.count().filter(MediationLevel.outcome.is_not(None)).label("concluded"),
+        func.count().filter(MediationLevel.outcome == "agreement").label("agreements"),
+        func.count().filter(MediationLevel.outcome == "failed").label("failed"),
+        func.count().filter(MediationLevel.outcome == "timeout").label("timeouts"),
+    ]
+
+
+def _window(tenant_id: int, scope: str, start: datetime, end: datetime) -> list[Any]:
+    return [
+        MediationLevel.tenant_id == tenant_id,
+        MediationLevel.scope.op("<@")(func.text2ltree(scope)),
+        MediationLevel.started_at >= start,
+        MediationLevel.started_at < end,
+    ]
+
+
+async def outcomes_by_level(
+    session: AsyncSession, tenant_id: int, scope: str, start: datetime, end: datetime
+) -> list[Any]:
+    """Per level: levels started in [start, end) inside `scope`, and how the concluded ones ended."""
+    rows = await session.execute(
+        select(MediationLevel.level, *_outcome_counts())
+        .where(*_window(tenant_id, scope, start, end))
+        .group_by(MediationLevel.level)
+        .order_by(MediationLevel.level)
+    )
+    return list(rows.all())
+
+
+async def outcomes_by_scope(
+    session: AsyncSession, tenant_id: int, scope: str, start: datetime, end: datetime
+) -> list[Any]:
+    """The same per station and level, with the station's name."""
+    rows = await session.execute(
+        select(MediationLevel.scope, Station.name, MediationLevel.level, *_outcome_counts())
+        .outerjoin(
+            Station, (Station.tenant_id == MediationLevel.tenant_id) & (Station.scope == MediationLevel.scope)
+        )
+        .where(*_window(tenant_id, scope, start, end))
+        .group_by(MediationLevel.scope, Station.name, MediationLevel.level)
+        .order_by(MediationLevel.scope, MediationLevel.level)
+    )
+    return list(rows.all())

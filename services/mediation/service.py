@@ -1,0 +1,607 @@
+"""Three-level mediation (三级调解) as a declared workflow: "small matters in the community, big ones to the
+deputy, hard ones to the departments".
+
+A case starts at level 1 with the community mediator. Each level records sessions and ends in an agreement
+(the case is resolved) or fails; failure, or the level's deadline passing (a timer row), moves the case up:
+to the deputy assigned to the station (or one named), then to the departments named. Failing at level 3
+closes the case unresolved. Every step is in the history and the audit chain; every notice goes through the
+outbox.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from services.errors import InvalidInput, NotFound, OutOfScope
+from services.mediation import repository
+from services.mediation.models import (
+    CASE_TYPES,
+    MediationCase,
+    MediationLevel,
+    MediationParty,
+    MediationSession,
+)
+from services.notifications.dispatch import notify
+from services.requests.calendar import load_calendar
+from services.timers.service import cancel as cancel_timers
+from services.timers.service import schedule
+from services.workflow.machine import SYSTEM, IllegalTransition, NotAllowed, StateMachine, step
+from services.workflow.service import record
+from tenants.context import TenantContext, scope_is_within
+from tenants.roles import Role
+
+STAFF = (Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF, Role.STATION_LIAISON)
+DEPUTY = Role.DEPUTY
+ACTIVE = ("level1", "level2", "level3")
+
+# The whole workflow: states, steps and who may take each one.
+MACHINE = StateMachine(
+    "mediation",
+    (*ACTIVE, "resolved", "unresolved", "withdrawn"),
+    (
+        step("escalate_to_deputy", ["level1"], "level2", [*STAFF, SYSTEM]),
+        step("escalate_to_departments", ["level2"], "level3", [*STAFF, DEPUTY, SYSTEM]),
+        step("settle", ACTIVE, "resolved", [*STAFF, DEPUTY]),
+        step("close_unresolved", ["level3"], "unresolved", [*STAFF, SYSTEM]),
+        step("withdraw", ACTIVE, "withdrawn", STAFF, note=True),
+    ),
+)
+# Steps that keep the state, declared here with the machine: from which states, and by whom.
+KEEPING_STATE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
+    "open": (frozenset(), frozenset(STAFF)),
+    "record_session": (frozenset(ACTIVE), frozenset({*STAFF, DEPUTY})),
+    "assign_mediator": (frozenset({"level1", "level2"}), frozenset(STAFF)),
+}
+# Failing at a level takes the case along this step.
+ON_FAILURE = {1: "escalate_to_deputy", 2: "escalate_to_departments", 3: "close_unresolved"}
+
+DEADLINE_TIMER = "mediation.level_deadline"
+DEFAULT_DEADLINES: dict[str, dict[str, int]] = {
+    "1": {"working_days": 10},
+    "2": {"working_days": 10},
+    "3": {"working_days": 15},
+}
+PARTY_ROLES = ("applicant", "respondent", "other")
+
+
+@dataclass(frozen=True, slots=True)
+class Party:
+    name: str
+    role: str
+    principal: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deadline:
+    level: int
+    hours: int | None = None
+    working_days: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Opening:
+    scope: str
+    case_type: str
+    description: str
+    parties: Sequence[Party]
+    request_id: int | None = None
+    mediator: str | None = None
+    # Named now for level 3, or when the case gets there.
+    departments: Sequence[str] = ()
+    deadlines: Sequence[Deadline] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class LevelStats:
+    level: int
+    started: int
+    concluded: int
+    agreements: int
+    failed: int
+    timeouts: int
+
+    @property
+    def success_rate(self) -> float | None:
+        return self.agreements / self.concluded if self.concluded else None
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeStats:
+    scope: str
+    name: str | None
+    levels: list[LevelStats] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    by_level: list[LevelStats]
+    by_scope: list[ScopeStats]
+
+
+def _now(now: datetime | None) -> datetime:
+    return now or datetime.now(UTC)
+
+
+def check_keeping(name: str, state: str | None, kinds: Iterable[str]) -> None:
+    states, actors = KEEPING_STATE[name]
+    if state is not None and state not in states:
+        raise IllegalTransition(f"cannot {name} a mediation case that is {state}")
+    if actors.isdisjoint(kinds):
+        raise NotAllowed(f"only {' or '.join(sorted(actors))} may {name} a mediation case")
+
+
+def _clean_names(values: Sequence[str], field_name: str, *, limit: int = 20) -> list[str]:
+    cleaned = [v.strip() for v in values if v.strip()]
+    if len(cleaned) > limit or any(len(v) > 200 for v in cleaned):
+        raise InvalidInput(f"at most {limit} names of up to 200 characters", field=field_name)
+    return list(dict.fromkeys(cleaned))
+
+
+def _deadlines(given: Sequence[Deadline]) -> dict[str, dict[str, int]]:
+    chosen = dict(DEFAULT_DEADLINES)
+    for deadline in given:
+        if deadline.level not in (1, 2, 3):
+            raise InvalidInput("a deadline is for level 1, 2 or 3", field="deadlines")
+        if (deadline.hours is None) == (deadline.working_days is None):
+            raise InvalidInput("give a level's deadline in hours or in working days", field="deadlines")
+        if deadline.hours is not None:
+            if not 1 <= deadline.hours <= 24 * 365:
+                raise InvalidInput("a deadline in hours is between 1 and 8760", field="deadlines")
+            chosen[str(deadline.level)] = {"hours": deadline.hours}
+        elif deadline.working_days is not None:
+            if not 1 <= deadline.working_days <= 250:
+                raise InvalidInput("a deadline in working days is between 1 and 250", field="deadlines")
+            chosen[str(deadline.level)] = {"working_days": deadline.working_days}
+    return chosen
+
+
+async def _due_at(session: AsyncSession, case: MediationCase, level: int, start: datetime) -> datetime:
+    rule = case.deadlines.get(str(level)) or DEFAULT_DEADLINES[str(level)]
+    if "hours" in rule:
+        return start + timedelta(hours=int(rule["hours"]))
+    timezone, _ = await repository.settings_of(session, case.tenant_id)
+    calendar = await load_calendar(session, case.tenant_id, timezone)
+    return calendar.deadline(start, int(rule["working_days"]))
+
+
+async def _record(
+    session: AsyncSession,
+    case: MediationCase,
+    name: str,
+    before: str | None,
+    actor: str,
+    *,
+    note: str | None = None,
+    public: bool = True,
+    payload: dict[str, object] | None = None,
+    now: datetime,
+) -> None:
+    await record(
+        session,
+        MACHINE,
+        tenant_id=case.tenant_id,
+        subject_id=case.id,
+        scope=case.scope,
+        step=name,
+        from_state=before,
+        to_state=case.state,
+        actor=actor,
+        note=note,
+        public=public,
+        payload={"level": case.level, **(payload or {})},
+        at=now,
+    )
+
+
+async def _transition(
+    session: AsyncSession,
+    case: MediationCase,
+    name: str,
+    actor: str,
+    kinds: Iterable[str],
+    *,
+    note: str | None = None,
+    payload: dict[str, object] | None = None,
+    now: datetime,
+) -> None:
+    transition = MACHINE.check(name, case.state, kinds, note)
+    before = case.state
+    case.state = transition.target
+    await _record(session, case, name, before, actor, note=note, payload=payload, now=now)
+
+
+async def _tell_parties(session: AsyncSession, case: MediationCase, event: str, title: str) -> None:
+    """A notice to the staff of the case's station, and one to each party with an account."""
+    payload = {"case_id": case.id, "level": case.level, "state": case.state}
+    await notify(
+        session,
+        tenant_id=case.tenant_id,
+        scope=case.scope,
+        kind=f"mediation.{event}",
+        title=title,
+        source=f"mediation:{case.id}:{event}",
+        payload=payload,
+    )
+    for party in await repository.parties(session, case.tenant_id, [case.id]):
+        if party.owner_principal:
+            await notify(
+                session,
+                tenant_id=case.tenant_id,
+                scope=case.scope,
+                kind=f"mediation.{event}",
+                title=title,
+                recipient=party.owner_principal,
+                source=f"mediation:{case.id}:{event}:party:{party.id}",
+                payload=payload,
+            )
+
+
+async def _start_level(
+    session: AsyncSession,
+    case: MediationCase,
+    level: int,
+    *,
+    mediator: str | None,
+    departments: Sequence[str],
+    now: datetime,
+) -> MediationLevel:
+    due_at = await _due_at(session, case, level, now)
+    row = MediationLevel(
+        tenant_id=case.tenant_id,
+        case_id=case.id,
+        scope=case.scope,
+        level=level,
+        mediator=mediator,
+        departments=list(departments),
+        started_at=now,
+        due_at=due_at,
+    )
+    session.add(row)
+    case.level, case.mediator, case.level_due_at = level, mediator, due_at
+    if level == 3:
+        case.departments = list(departments)
+    await schedule(
+        session,
+        tenant_id=case.tenant_id,
+        scope=case.scope,
+        kind=DEADLINE_TIMER,
+        subject_id=case.id,
+        key=f"mediation:{case.id}:level:{level}",
+        due_at=due_at,
+        payload={"level": level},
+    )
+    if mediator is not None:
+        await notify(
+            session,
+            tenant_id=case.tenant_id,
+            scope=case.scope,
+            kind="mediation.assigned",
+            title=f"调解案件 {case.id} 由您在第 {level} 级调解",
+            recipient=mediator,
+            source=f"mediation:{case.id}:level:{level}:mediator:{mediator}",
+            payload={"case_id": case.id, "level": level, "due_at": due_at.isoformat()},
+        )
+    return row
+
+
+async def _load(session: AsyncSession, tenant_id: int, case_id: int) -> MediationCase:
+    case = await repository.get(session, tenant_id, case_id, lock=True)
+    if case is None:
+        raise NotFound(f"no mediation case {case_id} that you may act on", field="id")
+    return case
+
+
+async def _running_level(session: AsyncSession, case: MediationCase) -> MediationLevel:
+    row = await repository.current_level(session, case.tenant_id, case.id, case.level)
+    if row is None or row.outcome is not None:
+        raise IllegalTransition(f"level {case.level} of case {case.id} is not running")
+    return row
+
+
+async def open_case(
+    session: AsyncSession,
+    actor: TenantContext,
+    kinds: frozenset[str],
+    opening: Opening,
+    *,
+    now: datetime | None = None,
+) -> MediationCase:
+    moment = _now(now)
+    check_keeping("open", None, kinds)
+    labels = opening.scope.split(".")
+    if len(labels) != 4 or labels[3][0] != "t":
+        raise InvalidInput("a mediation case is opened at a station", field="stationId")
+    if not any(scope_is_within(opening.scope, scope) for scope in actor.scopes):
+        raise OutOfScope("that station lies outside your scope", field="stationId")
+    if opening.case_type not in CASE_TYPES:
+        raise InvalidInput(f"the type is one of {', '.join(CASE_TYPES)}", field="caseType")
+    if not opening.description.strip() or len(opening.description) > 4000:
+        raise InvalidInput("the description must be 1 to 4000 characters", field="description")
+    if not 2 <= len(opening.parties) <= 20:
+        raise InvalidInput("a dispute has 2 to 20 parties", field="parties")
+    for party in opening.parties:
+        if not party.name.strip() or len(party.name) > 100:
+            raise InvalidInput("a party's name must be 1 to 100 characters", field="parties")
+        if party.role not in PARTY_ROLES:
+            raise InvalidInput(f"a party's role is one of {', '.join(PARTY_ROLES)}", field="parties")
+    if opening.request_id is not None and not await repository.request_exists(
+        session, actor.tenant_id, opening.request_id
+    ):
+        raise NotFound(f"no request {opening.request_id} that you may see", field="requestId")
+    applicant = next((p.principal for p in opening.parties if p.role == "applicant" and p.principal), None)
+    case = MediationCase(
+        tenant_id=actor.tenant_id,
+        scope=opening.scope,
+        case_type=opening.case_type,
+        description=opening.description.strip(),
+        request_id=opening.request_id,
+        owner_principal=applicant,
+        state="level1",
+        level=1,
+        departments=_clean_names(opening.departments, "departments"),
+        deadlines=_deadlines(opening.deadlines),
+        created_by=actor.principal,
+        opened_at=moment,
+    )
+    session.add(case)
+    await session.flush()
+    session.add_all(
+        MediationParty(
+            tenant_id=actor.tenant_id,
+            case_id=case.id,
+            scope=case.scope,
+            name=p.name.strip(),
+            role=p.role,
+            owner_principal=p.principal,
+        )
+        for p in opening.parties
+    )
+    await _start_level(
+        session, case, 1, mediator=opening.mediator or actor.principal, departments=(), now=moment
+    )
+    await session.flush()
+    await _record(session, case, "open", None, actor.principal, payload={"type": case.case_type}, now=moment)
+    await _tell_parties(session, case, "opened", f"调解案件 {case.id} 已受理（社区调解）")
+    return case
+
+
+async def record_session(
+    session: AsyncSession,
+    tenant_id: int,
+    actor: str,
+    kinds: Iterable[str],
+    case_id: int,
+    *,
+    held_on: date,
+    participants: Sequence[str],
+    notes: str,
+) -> MediationSession:
+    case = await _load(session, tenant_id, case_id)
+    check_keeping("record_session", case.state, kinds)
+    if len(notes) > 10_000:
+        raise InvalidInput("notes are at most 10000 characters", field="notes")
+    sitting = MediationSession(
+        tenant_id=tenant_id,
+        case_id=case.id,
+        scope=case.scope,
+        level=case.level,
+        held_on=held_on,
+        participants=_clean_names(participants, "participants", limit=50),
+        notes=notes,
+        recorded_by=actor,
+    )
+    session.add(sitting)
+    await session.flush()
+    await _record(
+        session,
+        case,
+        "record_session",
+        case.state,
+        actor,
+        public=False,
+        payload={"session_id": sitting.id, "held_on": held_on.isoformat()},
+        now=_now(None),
+    )
+    return sitting
+
+
+async def assign_mediator(
+    session: AsyncSession,
+    tenant_id: int,
+    actor: str,
+    kinds: Iterable[str],
+    case_id: int,
+    mediator: str,
+    *,
+    now: datetime | None = None,
+) -> MediationCase:
+    moment = _now(now)
+    case = await _load(session, tenant_id, case_id)
+    check_keeping("assign_mediator", case.state, kinds)
+    level = await _running_level(session, case)
+    level.mediator = case.mediator = mediator
+    await _record(
+        session, case, "assign_mediator", case.state, actor, payload={"mediator": mediator}, now=moment
+    )
+    await notify(
+        session,
+        tenant_id=tenant_id,
+        scope=case.scope,
+        kind="mediation.assigned",
+        title=f"调解案件 {case.id} 由您在第 {case.level} 级调解",
+        recipient=mediator,
+        source=f"mediation:{case.id}:level:{case.level}:mediator:{mediator}",
+        payload={"case_id": case.id, "level": case.level},
+    )
+    return case
+
+
+async def record_outcome(
+    session: AsyncSession,
+    tenant_id: int,
+    actor: str,
+    kinds: Iterable[str],
+    case_id: int,
+    *,
+    agreed: bool,
+    agreement: str | None = None,
+    note: str | None = None,
+    deputy: str | None = None,
+    departments: Sequence[str] = (),
+    now: datetime | None = None,
+) -> MediationCase:
+    """The outcome of the running level: an agreement resolves the case, a failure moves it up."""
+    moment = _now(now)
+    case = await _load(session, tenant_id, case_id)
+    if agreed:
+        MACHINE.check("settle", case.state, kinds)
+        text = (agreement or "").strip()
+        if not text or len(text) > 10_000:
+            raise InvalidInput("an agreement needs its text (up to 10000 characters)", field="agreement")
+        level = await _running_level(session, case)
+        level.outcome, level.agreement, level.ended_at = "agreement", text, moment
+        case.agreement, case.closed_at = text, moment
+        await _transition(session, case, "settle", actor, kinds, note=note, now=moment)
+        await cancel_timers(
+            session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment
+        )
+        await _tell_parties(session, case, "resolved", f"调解案件 {case.id} 达成协议（第 {case.level} 级）")
+        return case
+    MACHINE.check(ON_FAILURE[case.level], case.state, kinds)
+    level = await _running_level(session, case)
+    level.outcome, level.ended_at = "failed", moment
+    await cancel_timers(session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment)
+    await _escalate(
+        session,
+        case,
+        actor,
+        kinds,
+        cause="failed",
+        note=note,
+        deputy=deputy,
+        departments=departments,
+        now=moment,
+    )
+    return case
+
+
+async def level_timed_out(
+    session: AsyncSession, tenant_id: int, case_id: int, level: int, now: datetime
+) -> MediationCase:
+    """The deadline of `level` passed with no outcome: the case moves up as if that level had failed."""
+    case = await _load(session, tenant_id, case_id)
+    if case.state != f"level{level}":
+        raise IllegalTransition(f"case {case_id} has left level {level}")
+    running = await _running_level(session, case)
+    running.outcome, running.ended_at = "timeout", now
+    await _escalate(session, case, "system:timers", [SYSTEM], cause="timeout", now=now)
+    return case
+
+
+async def _escalate(
+    session: AsyncSession,
+    case: MediationCase,
+    actor: str,
+    kinds: Iterable[str],
+    *,
+    cause: str,
+    note: str | None = None,
+    deputy: str | None = None,
+    departments: Sequence[str] = (),
+    now: datetime,
+) -> None:
+    name = ON_FAILURE[case.level]
+    if case.level == 1:
+        # The double-list skills match is not built yet: the deputy assigned to the station, or one named.
+        chosen = deputy or await repository.station_deputy(session, case.tenant_id, case.scope)
+        await _transition(
+            session,
+            case,
+            name,
+            actor,
+            kinds,
+            note=note,
+            payload={"cause": cause, "mediator": chosen},
+            now=now,
+        )
+        await _start_level(session, case, 2, mediator=chosen, departments=(), now=now)
+        missing = "" if chosen else "；站点未配置代表，请指定"
+        await _tell_parties(session, case, "escalated:2", f"调解案件 {case.id} 转由人大代表调解{missing}")
+    elif case.level == 2:
+        named = _clean_names(departments, "departments") or list(case.departments)
+        if not named:
+            _, default_department = await repository.settings_of(session, case.tenant_id)
+            named = [default_department]
+        await _transition(
+            session,
+            case,
+            name,
+            actor,
+            kinds,
+            note=note,
+            payload={"cause": cause, "departments": named},
+            now=now,
+        )
+        await _start_level(session, case, 3, mediator=None, departments=named, now=now)
+        await _tell_parties(
+            session, case, "escalated:3", f"调解案件 {case.id} 转由部门联动调解：{'、'.join(named)}"
+        )
+    else:
+        await _transition(session, case, name, actor, kinds, note=note, payload={"cause": cause}, now=now)
+        case.closed_at = now
+        await _tell_parties(
+            session, case, "unresolved", f"调解案件 {case.id} 三级调解未达成协议，建议依法仲裁或诉讼"
+        )
+
+
+async def withdraw(
+    session: AsyncSession,
+    tenant_id: int,
+    actor: str,
+    kinds: Iterable[str],
+    case_id: int,
+    reason: str,
+    *,
+    now: datetime | None = None,
+) -> MediationCase:
+    moment = _now(now)
+    case = await _load(session, tenant_id, case_id)
+    MACHINE.check("withdraw", case.state, kinds, reason)
+    level = await _running_level(session, case)
+    level.ended_at = moment
+    case.closed_at = moment
+    await _transition(session, case, "withdraw", actor, kinds, note=reason, now=moment)
+    await cancel_timers(session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment)
+    await _tell_parties(session, case, "withdrawn", f"调解案件 {case.id} 已撤回")
+    return case
+
+
+def _level_stats(row: Any) -> LevelStats:
+    return LevelStats(
+        level=int(row.level),
+        started=int(row.started),
+        concluded=int(row.concluded),
+        agreements=int(row.agreements),
+        failed=int(row.failed),
+        timeouts=int(row.timeouts),
+    )
+
+
+async def stats(session: AsyncSession, tenant_id: int, scope: str, start: datetime, end: datetime) -> Stats:
+    """Success rates of the levels started in [start, end) inside `scope`: per level, and per station and
+    level (agreements over concluded levels; a level still running counts as started only)."""
+    if start.tzinfo is None or end.tzinfo is None or start >= end:
+        raise InvalidInput("from and to need time zones, and from must come before to", field="from")
+    by_level = [
+        _level_stats(row) for row in await repository.outcomes_by_level(session, tenant_id, scope, start, end)
+    ]
+    by_scope: dict[str, ScopeStats] = {}
+    for row in await repository.outcomes_by_scope(session, tenant_id, scope, start, end):
+        entry = by_scope.setdefault(row.scope, ScopeStats(row.scope, row.name))
+        entry.levels.append(_level_stats(row))
+    return Stats(by_level, list(by_scope.values()))
