@@ -18,6 +18,8 @@ TASK_MODULES = [
     "services.timers.tasks",
     "services.notifications.tasks",
     "services.requests.tasks",
+    "services.deliberation.tasks",
+    "services.mediation.tasks",
 ]
 
 celery_app = Celery("liaison", include=TASK_MODULES)
