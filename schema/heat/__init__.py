@@ -1,0 +1,1 @@
+"""Heat maps and request statistics over GraphQL."""
