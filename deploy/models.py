@@ -15,6 +15,8 @@ MODEL_MODULES = (
     "services.workflow.models",
     "services.timers.models",
     "services.requests.models",
+    "services.meetings.models",
+    "deploy.beat",
     "services.deliberation.models",
     "services.mediation.models",
 )

@@ -6,6 +6,8 @@ from deploy.runtime import configure_worker
 from deploy.settings import load
 
 celery_app = configure_worker(load())
+# Only the process holding the beat lock schedules (deploy/beat.py), however many beats are started.
+celery_app.conf.beat_scheduler = "deploy.beat:LockedScheduler"
 celery_app.conf.beat_schedule = {
     "outbox-relay": {"task": "outbox.relay", "schedule": 15.0},
     "timers-sweep": {"task": "timers.sweep", "schedule": 30.0},

@@ -26,6 +26,8 @@ from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
+from schema.meetings.mutations import MeetingsMutation
+from schema.meetings.queries import MeetingsQuery
 from schema.notifications.mutations import NotificationsMutation
 from schema.notifications.queries import NotificationsQuery
 from schema.permissions import SIGNED_IN
@@ -43,6 +45,7 @@ class Query(
     NotificationsQuery,
     RequestsQuery,
     RequestsAdminQuery,
+    MeetingsQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -72,6 +75,7 @@ class Mutation(
     NotificationsMutation,
     RequestsMutation,
     RequestsAdminMutation,
+    MeetingsMutation,
 ):
     pass
 
