@@ -21,6 +21,7 @@ from strawberry.extensions import (
 from schema.context import ApiConfig, Info
 from schema.geo.mutations import GeoMutation
 from schema.geo.queries import GeoQuery, load_grid_cell
+from schema.heat.queries import HeatQuery
 from schema.hierarchy.mutations import HierarchyMutation
 from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
@@ -46,6 +47,7 @@ class Query(
     RequestsQuery,
     RequestsAdminQuery,
     MeetingsQuery,
+    HeatQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
