@@ -19,6 +19,8 @@ from strawberry.extensions import (
 )
 
 from schema.context import ApiConfig, Info
+from schema.deliberation.mutations import DeliberationMutation
+from schema.deliberation.queries import DeliberationQuery
 from schema.geo.mutations import GeoMutation
 from schema.geo.queries import GeoQuery, load_grid_cell
 from schema.heat.queries import HeatQuery
@@ -27,6 +29,8 @@ from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
+from schema.mediation.mutations import MediationMutation
+from schema.mediation.queries import MediationQuery
 from schema.meetings.mutations import MeetingsMutation
 from schema.meetings.queries import MeetingsQuery
 from schema.notifications.mutations import NotificationsMutation
@@ -46,6 +50,8 @@ class Query(
     NotificationsQuery,
     RequestsQuery,
     RequestsAdminQuery,
+    DeliberationQuery,
+    MediationQuery,
     MeetingsQuery,
     HeatQuery,
 ):
@@ -77,6 +83,8 @@ class Mutation(
     NotificationsMutation,
     RequestsMutation,
     RequestsAdminMutation,
+    DeliberationMutation,
+    MediationMutation,
     MeetingsMutation,
 ):
     pass

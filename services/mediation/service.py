@@ -32,7 +32,7 @@ from services.timers.service import cancel as cancel_timers
 from services.timers.service import schedule
 from services.workflow.machine import SYSTEM, IllegalTransition, NotAllowed, StateMachine, step
 from services.workflow.service import record
-from tenants.context import TenantContext, scope_is_within
+from tenants.context import PRINCIPAL_PATTERN, TenantContext, scope_is_within
 from tenants.roles import Role
 
 STAFF = (Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF, Role.STATION_LIAISON)
@@ -133,6 +133,11 @@ def check_keeping(name: str, state: str | None, kinds: Iterable[str]) -> None:
         raise IllegalTransition(f"cannot {name} a mediation case that is {state}")
     if actors.isdisjoint(kinds):
         raise NotAllowed(f"only {' or '.join(sorted(actors))} may {name} a mediation case")
+
+
+def _check_principal(value: str | None, field_name: str) -> None:
+    if value is not None and not PRINCIPAL_PATTERN.fullmatch(value):
+        raise InvalidInput(f"{value!r} is not an account such as user:42", field=field_name)
 
 
 def _clean_names(values: Sequence[str], field_name: str, *, limit: int = 20) -> list[str]:
@@ -329,6 +334,8 @@ async def open_case(
             raise InvalidInput("a party's name must be 1 to 100 characters", field="parties")
         if party.role not in PARTY_ROLES:
             raise InvalidInput(f"a party's role is one of {', '.join(PARTY_ROLES)}", field="parties")
+        _check_principal(party.principal, "parties")
+    _check_principal(opening.mediator, "mediator")
     if opening.request_id is not None and not await repository.request_exists(
         session, actor.tenant_id, opening.request_id
     ):
@@ -421,6 +428,7 @@ async def assign_mediator(
     now: datetime | None = None,
 ) -> MediationCase:
     moment = _now(now)
+    _check_principal(mediator, "mediator")
     case = await _load(session, tenant_id, case_id)
     check_keeping("assign_mediator", case.state, kinds)
     level = await _running_level(session, case)
@@ -457,6 +465,7 @@ async def record_outcome(
 ) -> MediationCase:
     """The outcome of the running level: an agreement resolves the case, a failure moves it up."""
     moment = _now(now)
+    _check_principal(deputy, "deputy")
     case = await _load(session, tenant_id, case_id)
     if agreed:
         MACHINE.check("settle", case.state, kinds)
