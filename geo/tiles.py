@@ -19,18 +19,23 @@ top of the explicit filters:
 
 Every feature has the MVT feature id and the properties `id` (the node's id), `code`, `name`, `scope`,
 `level` and `synthetic` (generated shapes, not surveyed ones).
+
+The `heat` layer draws the same grid cells with their requests in a time window instead: `count`,
+`overdue`, `resolved`, `rated`, `satisfied`, `average_rating` (cells without a request are left out).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.boundaries import BoundaryLevel
+from geo.heat import Window
 
 MIN_ZOOM = 0
 MAX_ZOOM = 22
@@ -206,3 +211,146 @@ async def layer_bounds(
     if row.west is None:
         return None
     return float(row.west), float(row.south), float(row.east), float(row.north)
+
+
+# The heat layer: grid cells coloured by their requests in a window (see geo.heat for the statistics).
+
+HEAT_LAYER = "heat"
+HEAT_DESCRIPTION = "Requests per grid cell in a time window (热力图)"
+HEAT_MINZOOM = 11
+HEAT_FIELDS: Mapping[str, str] = {
+    "id": "Number",
+    "code": "String",
+    "name": "String",
+    "count": "Number",
+    "overdue": "Number",
+    "resolved": "Number",
+    "rated": "Number",
+    "satisfied": "Number",
+    "average_rating": "Number",
+}
+
+# Cells as in the grid layer (caller's scopes, current shapes, box test in 4326, capped, lowest ids first);
+# their requests are found through the box of those cells (the GiST index of request points), so a cell
+# that straddles the tile's edge counts all its requests in every tile that draws it. Cells without a
+# request in the window are left out.
+_HEAT_TILE_SQL = """
+WITH candidates AS (
+  SELECT b.node_id, b.geom
+  FROM boundaries b
+  WHERE b.tenant_id = :tenant_id AND b.level = 'grid' AND b.valid_to IS NULL
+    AND b.scope <@ CAST(:scopes AS ltree[])
+    AND b.geom && ST_Transform(
+      ST_TileEnvelope(CAST(:z AS integer), CAST(:x AS integer), CAST(:y AS integer),
+                      margin => CAST(:margin AS float8)),
+      4326)
+  ORDER BY b.node_id
+  LIMIT :candidates
+),
+drawn AS (SELECT * FROM candidates ORDER BY node_id LIMIT :max_features),
+settings AS MATERIALIZED (
+  SELECT coalesce(max(rating_threshold), 3) AS threshold FROM request_settings WHERE tenant_id = :tenant_id
+),
+counts AS (
+  SELECT r.grid_cell_id, count(*) AS count, count(*) FILTER (WHERE r.overdue) AS overdue,
+    count(*) FILTER (WHERE r.state IN ('resolved', 'closed')) AS resolved, count(r.rating) AS rated,
+    count(*) FILTER (WHERE r.rating >= s.threshold) AS satisfied,
+    round(avg(r.rating), 2)::float8 AS average_rating
+  FROM requests r CROSS JOIN settings s
+  WHERE r.tenant_id = :tenant_id AND r.scope <@ CAST(:scopes AS ltree[])
+    AND r.geom && (SELECT ST_SetSRID(ST_Extent(geom)::geometry, 4326) FROM drawn)
+    AND r.submitted_at >= :start AND r.submitted_at < :end
+    AND r.grid_cell_id IN (SELECT node_id FROM drawn)
+    AND (CAST(:categories AS text[]) IS NULL OR r.category_id IN (
+      SELECT id FROM request_categories
+      WHERE tenant_id = :tenant_id AND code = ANY(CAST(:categories AS text[]))))
+    AND (CAST(:states AS text[]) IS NULL OR r.state = ANY(CAST(:states AS text[])))
+  GROUP BY r.grid_cell_id
+),
+features AS (
+  SELECT c.node_id AS fid, c.node_id AS id, n.code::text AS code, n.name::text AS name,
+         k.count, k.overdue, k.resolved, k.rated, k.satisfied, k.average_rating,
+         ST_AsMVTGeom(ST_Transform(c.geom, 3857),
+                      ST_TileEnvelope(CAST(:z AS integer), CAST(:x AS integer), CAST(:y AS integer)),
+                      CAST(:extent AS integer), CAST(:buffer AS integer), true) AS geom
+  FROM drawn c
+  JOIN counts k ON k.grid_cell_id = c.node_id
+  JOIN grid_cells n ON n.tenant_id = :tenant_id AND n.id = c.node_id AND n.retired_at IS NULL
+)
+SELECT
+  (SELECT ST_AsMVT(f, CAST(:layer AS text), CAST(:extent AS integer), 'geom', 'fid')
+   FROM features f WHERE f.geom IS NOT NULL) AS data,
+  (SELECT count(*) FROM features f WHERE f.geom IS NOT NULL) AS features,
+  (SELECT count(*) FROM candidates) > :max_features AS truncated
+"""
+_HEAT_TILE_STATEMENT = text(_HEAT_TILE_SQL)
+
+
+def heat_tile_statement() -> TextClause:
+    return _HEAT_TILE_STATEMENT
+
+
+def heat_tile_parameters(
+    *,
+    tenant_id: int,
+    scopes: Sequence[str],
+    z: int,
+    x: int,
+    y: int,
+    start: datetime,
+    end: datetime,
+    categories: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+    max_features: int = MAX_FEATURES,
+) -> dict[str, Any]:
+    """The heat tile's bound values; the window and filters are checked as geo.heat checks them."""
+    window = Window(
+        tenant_id,
+        tuple(scopes),
+        start,
+        end,
+        tuple(categories) if categories is not None else None,
+        tuple(states) if states is not None else None,
+    )
+    values = tile_parameters(
+        LAYERS["grid"], tenant_id=tenant_id, scopes=scopes, z=z, x=x, y=y, max_features=max_features
+    )
+    values.update(
+        layer=HEAT_LAYER,
+        start=window.start,
+        end=window.end,
+        categories=list(window.categories) if window.categories is not None else None,
+        states=list(window.states) if window.states is not None else None,
+    )
+    return values
+
+
+async def render_heat_tile(
+    session: AsyncSession,
+    *,
+    tenant_id: int,
+    scopes: Sequence[str],
+    z: int,
+    x: int,
+    y: int,
+    start: datetime,
+    end: datetime,
+    categories: Sequence[str] | None = None,
+    states: Sequence[str] | None = None,
+    max_features: int = MAX_FEATURES,
+) -> Tile:
+    """The heat tile's MVT bytes: the caller's grid cells with requests in [start, end), with counts."""
+    values = heat_tile_parameters(
+        tenant_id=tenant_id,
+        scopes=scopes,
+        z=z,
+        x=x,
+        y=y,
+        start=start,
+        end=end,
+        categories=categories,
+        states=states,
+        max_features=max_features,
+    )
+    row = (await session.execute(_HEAT_TILE_STATEMENT, values)).one()
+    return Tile(bytes(row.data or b""), int(row.features), bool(row.truncated))

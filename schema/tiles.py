@@ -10,6 +10,10 @@
 - Tiles depend on the token: `Cache-Control: private` with a short max-age, `Vary: Authorization`, and a
   strong ETag (a hash of the bytes) honoured through If-None-Match with a 304.
 - A tile that reached the feature cap says so with `X-Tile-Truncated: true`.
+- The `heat` layer (/tiles/heat/{z}/{x}/{y}.mvt?from=&to=&category=&state=) draws the caller's grid cells
+  with their requests submitted in [from, to) (ISO 8601 with an offset; by default the last 30 days up
+  to now), optionally of some categories and states (repeat the parameter, or separate with commas).
+  Staff only: a resident's token gets 403. A bad window or filter is a 400 with the reason.
 """
 
 from __future__ import annotations
@@ -19,13 +23,19 @@ import json
 import math
 import re
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
+from geo.heat import HeatInputError, Window
 from geo.tiles import (
     FIELDS,
+    HEAT_DESCRIPTION,
+    HEAT_FIELDS,
+    HEAT_LAYER,
+    HEAT_MINZOOM,
     LAYERS,
     MAX_FEATURES,
     MIN_ZOOM,
@@ -35,6 +45,7 @@ from geo.tiles import (
     TileLayer,
     check_tile,
     layer_bounds,
+    render_heat_tile,
     render_tile,
 )
 from schema.auth import AuthenticationFailed, authenticate
@@ -42,6 +53,7 @@ from schema.context import ApiConfig
 from schema.permissions import SIGN_IN_FIRST
 from services.unit_of_work import unit_of_work
 from tenants.principals import Principal
+from tenants.roles import Role
 
 MVT_MEDIA_TYPE = "application/vnd.mapbox-vector-tile"
 TILEJSON_MEDIA_TYPE = "application/json"
@@ -99,6 +111,53 @@ async def _principal(config: ApiConfig, request: Request) -> Principal:
     if principal is None:
         raise _refuse(401, SIGN_IN_FIRST, {"WWW-Authenticate": REALM})
     return principal
+
+
+async def _staff(config: ApiConfig, request: Request) -> Principal:
+    principal = await _principal(config, request)
+    if not principal.has_any_role(*(role for role in Role if role is not Role.RESIDENT)):
+        raise _refuse(403, "only staff may read heat tiles")
+    return principal
+
+
+HEAT_DEFAULT_WINDOW = timedelta(days=30)
+
+
+def _moment(request: Request, name: str) -> datetime | None:
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    # An unescaped '+' of an offset arrives as a space.
+    value = raw.strip().replace(" ", "+")
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _refuse(400, f"{name} must be an ISO 8601 time such as 2026-11-25T00:00:00+08:00") from None
+    if moment.tzinfo is None:
+        raise _refuse(400, f"{name} needs a time zone offset, e.g. 2026-11-25T00:00:00+08:00")
+    return moment
+
+
+def _listed(request: Request, name: str) -> tuple[str, ...] | None:
+    values = [part.strip() for raw in request.query_params.getlist(name) for part in raw.split(",")]
+    found = tuple(value for value in values if value)
+    return found or None
+
+
+def _heat_window(request: Request, principal: Principal) -> Window:
+    end = _moment(request, "to") or datetime.now(UTC)
+    start = _moment(request, "from") or end - HEAT_DEFAULT_WINDOW
+    try:
+        return Window(
+            principal.tenant_id,
+            principal.scopes,
+            start,
+            end,
+            _listed(request, "category"),
+            _listed(request, "state"),
+        )
+    except HeatInputError as error:
+        raise _refuse(400, str(error)) from None
 
 
 def etag_of(data: bytes) -> str:
@@ -162,7 +221,47 @@ def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[
         body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
         return _cached(request, body, TILEJSON_MEDIA_TYPE)
 
+    async def heat_tile(request: Request) -> Response:
+        try:
+            z, x, y = _coordinates(request)
+            principal = await _staff(config, request)
+            window = _heat_window(request, principal)
+        except _Refused as refused:
+            return refused.response
+        async with unit_of_work(config.database, principal.context) as session:
+            found = await render_heat_tile(
+                session,
+                tenant_id=principal.tenant_id,
+                scopes=principal.scopes,
+                z=z,
+                x=x,
+                y=y,
+                start=window.start,
+                end=window.end,
+                categories=window.categories,
+                states=window.states,
+                max_features=max_features,
+            )
+        extra = {"X-Tile-Truncated": "true"} if found.truncated else None
+        return _cached(request, found.data, MVT_MEDIA_TYPE, extra)
+
+    async def heat_tilejson(request: Request) -> Response:
+        try:
+            principal = await _staff(config, request)
+            _heat_window(request, principal)
+        except _Refused as refused:
+            return refused.response
+        async with unit_of_work(config.database, principal.context) as session:
+            bounds = await layer_bounds(
+                session, LAYERS["grid"], tenant_id=principal.tenant_id, scopes=principal.scopes
+            )
+        document = heat_tilejson_document(str(request.base_url), request.url.query, bounds)
+        body = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
+        return _cached(request, body, TILEJSON_MEDIA_TYPE)
+
     return [
+        Route(f"/tiles/{HEAT_LAYER}.json", heat_tilejson, methods=["GET"], name="heat_tilejson"),
+        Route(f"/tiles/{HEAT_LAYER}/{{z}}/{{x}}/{{y}}.mvt", heat_tile, methods=["GET"], name="heat_tile"),
         Route("/tiles/{layer}.json", tilejson, methods=["GET"], name="tilejson"),
         Route("/tiles/{layer}/{z}/{x}/{y}.mvt", tile, methods=["GET"], name="tile"),
     ]
@@ -211,3 +310,26 @@ def _round_down(value: float) -> float:
 
 def _round_up(value: float) -> float:
     return math.ceil(value * 1e6) / 1e6
+
+
+def heat_tilejson_document(
+    base_url: str, query: str, bounds: tuple[float, float, float, float] | None
+) -> dict[str, object]:
+    """TileJSON 3.0.0 of the heat layer; the tile URLs carry the same window and filters as `query`."""
+    document = tilejson_document(LAYERS["grid"], base_url, bounds)
+    suffix = f"?{query}" if query else ""
+    layer = {
+        "id": HEAT_LAYER,
+        "description": HEAT_DESCRIPTION,
+        "minzoom": HEAT_MINZOOM,
+        "maxzoom": TILEJSON_MAX_ZOOM,
+        "fields": dict(HEAT_FIELDS),
+    }
+    document.update(
+        name=f"liaison-grid {HEAT_LAYER}",
+        description=HEAT_DESCRIPTION,
+        tiles=[base_url.rstrip("/") + f"/tiles/{HEAT_LAYER}/{{z}}/{{x}}/{{y}}.mvt{suffix}"],
+        minzoom=HEAT_MINZOOM,
+        vector_layers=[layer],
+    )
+    return document

@@ -102,7 +102,7 @@ async def build_heat_city(database: Database, code: str, seed: int = 3) -> HeatC
         districts = [(row.id, row.code, row.scope) for row in nodes[Level.DISTRICT]]
         streets = [(row.id, row.code, row.scope, row.district_id) for row in nodes[Level.STREET]]
         street_of = {row.id: row for row in nodes[Level.STREET]}
-        categories = dict(
+        categories: dict[str, int] = dict(
             (
                 await session.execute(
                     text("SELECT code, id FROM request_categories WHERE tenant_id = :t"),
@@ -496,7 +496,9 @@ async def test_supervision_per_district_then_per_street(database: Database, city
         return count["blue"], count["yellow"], count["red"], len(members)
 
     found = {row.code: (row.blue, row.yellow, row.red, row.total) for row in per_district}
-    expected = {code: colours(r for r in city.rows if r.district_id == d) for d, code, _ in city.districts}
+    expected: dict[str | None, tuple[int, int, int, int]] = {
+        code: colours(r for r in city.rows if r.district_id == d) for d, code, _ in city.districts
+    }
     expected[None] = colours(r for r in city.rows if r.district_id is None)
     assert found == expected
     assert {row.level for row in per_district} == {"district", None}
