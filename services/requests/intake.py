@@ -178,20 +178,6 @@ async def submit(
     session.add(request)
     await session.flush()
     routed = placement is not None
-    await record(
-        session,
-        REQUEST,
-        tenant_id=tenant_id,
-        subject_id=request.id,
-        scope=scope,
-        step="submit",
-        from_state=None,
-        to_state=SUBMITTED,
-        actor=submission.owner_principal or f"channel:{submission.channel}",
-        note="已受理，等待处理" if routed else "位置不在任何网格内，等待人工分派",
-        payload={"channel": submission.channel, "routed": routed, "responsible": responsible},
-        at=now,
-    )
     await schedule_deadlines(session, request, settings)
     await tell_staff(session, request, "request.submitted", f"新诉求 {request.ticket}", category.name)
     await tell_submitter(session, request, "submit", "诉求已收到")
@@ -208,4 +194,19 @@ async def submit(
             window_hours=settings.duplicate_window_hours,
             exclude=request.id,
         )
+    # Last: appending to the audit chain locks the tenant's chain head until the commit.
+    await record(
+        session,
+        REQUEST,
+        tenant_id=tenant_id,
+        subject_id=request.id,
+        scope=scope,
+        step="submit",
+        from_state=None,
+        to_state=SUBMITTED,
+        actor=submission.owner_principal or f"channel:{submission.channel}",
+        note="已受理，等待处理" if routed else "位置不在任何网格内，等待人工分派",
+        payload={"channel": submission.channel, "routed": routed, "responsible": responsible},
+        at=now,
+    )
     return Receipt(request.id, request.ticket, request.state, routed, created=True, duplicates=duplicates)
