@@ -48,4 +48,4 @@ lint: $(INSTALLED)
 	$(BIN)/mypy .
 
 bench: $(INSTALLED) services
-	$(BIN)/python -m tests.bench.hierarchy && $(BIN)/python -m tests.bench.geography
+	$(BIN)/python -m tests.bench.hierarchy && $(BIN)/python -m tests.bench.geography && $(BIN)/python -m tests.bench.heat
