@@ -179,6 +179,37 @@ def seed_synthetic_command(
     print_seed(result, tenant)
 
 
+@seed_app.command("requests")
+def seed_requests_command(
+    tenant: Annotated[str, typer.Option(help="Code of a tenant with grid cells.")],
+    count: Annotated[int, typer.Option(min=1, max=50_000_000, help="Requests to add.")],
+    days: Annotated[int, typer.Option(min=1, max=3650, help="Spread over the last N days.")] = 365,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same requests.")] = 1,
+) -> None:
+    """Add synthetic requests inside the tenant's grid cells (for heat maps and benchmarks)."""
+    from deploy.seed_requests import NoGridCells, seed_synthetic_requests
+
+    if not TENANT_CODE_PATTERN.fullmatch(tenant):
+        fail("a tenant code is 2 to 32 lowercase letters, digits, '-' or '_', starting with a letter.")
+
+    async def run(database: Database) -> tuple[bool, str]:
+        if await database.tenant_id_for(tenant) is None:
+            return False, f"there is no tenant {tenant!r}."
+        with progress_bar(f"requests for {tenant}") as factory:
+            try:
+                report = await seed_synthetic_requests(
+                    database, tenant, count, days, seed, progress=factory(count)
+                )
+            except NoGridCells:
+                return False, f"tenant {tenant!r} has no grid cells; seed it with shapes first."
+        return True, f"{report.inserted:,} requests added in {report.seconds:.1f} s"
+
+    done, message = run_with_database(run)
+    if not done:
+        fail(message)
+    out.print(message)
+
+
 TTL_PATTERN = re.compile(r"^(\d{1,6})([smhd])$")
 TTL_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
