@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.errors import InvalidInput, NotFound
 from services.requests import repository
+from services.requests.config_cache import forget
 from services.requests.lifecycle import LEVELS
 from services.requests.models import Holiday, RequestCategory, RequestSettings, RoutingRule
 from tenants.context import PRINCIPAL_PATTERN, TenantContext, scope_is_within
@@ -108,6 +109,7 @@ async def set_calendar_days(session: AsyncSession, tenant_id: int, days: list[Da
                 index_elements=["tenant_id", "day"], set_={"kind": rule.kind, "name": rule.name[:100]}
             )
         )
+    forget(tenant_id)
     return len(days)
 
 
@@ -147,6 +149,7 @@ async def update_settings(session: AsyncSession, tenant_id: int, **changes: obje
             raise InvalidInput(f"there is no setting {name}", field=name)
         setattr(settings, name, value)
     await session.flush()
+    forget(tenant_id)
     return settings
 
 
@@ -187,4 +190,5 @@ async def save_category(
             },
         )
     )
+    forget(tenant_id)
     return await repository.category_by_code(session, tenant_id, code.strip())

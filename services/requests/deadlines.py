@@ -14,7 +14,7 @@ from services.requests.lifecycle import LEVELS, OPEN_STATES, REQUEST, RESOLVED, 
 from services.requests.models import Request, RequestSettings
 from services.requests.notices import tell_assignee, tell_staff, tell_submitter
 from services.timers.models import Timer
-from services.timers.service import cancel, handles, schedule
+from services.timers.service import TimerSpec, cancel, handles, schedule, schedule_many
 from services.workflow.machine import SYSTEM
 from services.workflow.service import record
 
@@ -27,35 +27,33 @@ RESOLUTION_KINDS = (RESOLUTION_SOON, RESOLUTION_OVERDUE)
 AUTO_CLOSE_AFTER = timedelta(days=7)
 
 
-async def _timer(
-    session: AsyncSession, request: Request, kind: str, due_at: datetime, deadline: datetime
-) -> None:
-    await schedule(
-        session,
-        tenant_id=request.tenant_id,
-        scope=request.scope,
-        kind=kind,
-        subject_id=request.id,
-        # Keyed by the deadline it watches: a moved deadline is a new timer, a repeated call is not.
-        key=f"request:{request.id}:{kind}:{deadline.isoformat()}",
-        due_at=due_at,
-        payload={"deadline": deadline.isoformat()},
+def _watch(request: Request, kind: str, due_at: datetime, deadline: datetime) -> TimerSpec:
+    # Keyed by the deadline it watches: a moved deadline is a new timer, a repeated call is not.
+    key = f"request:{request.id}:{kind}:{deadline.isoformat()}"
+    return TimerSpec(kind, key, due_at, {"deadline": deadline.isoformat()})
+
+
+async def _schedule(session: AsyncSession, request: Request, timers: list[TimerSpec]) -> None:
+    await schedule_many(
+        session, tenant_id=request.tenant_id, scope=request.scope, subject_id=request.id, timers=timers
     )
+
+
+def _resolution_timers(request: Request, settings: RequestSettings) -> list[TimerSpec]:
+    soon = timedelta(hours=settings.due_soon_hours)
+    due = request.resolution_due_at
+    return [_watch(request, RESOLUTION_SOON, due - soon, due), _watch(request, RESOLUTION_OVERDUE, due, due)]
 
 
 async def schedule_resolution(session: AsyncSession, request: Request, settings: RequestSettings) -> None:
-    soon = timedelta(hours=settings.due_soon_hours)
-    await _timer(
-        session, request, RESOLUTION_SOON, request.resolution_due_at - soon, request.resolution_due_at
-    )
-    await _timer(session, request, RESOLUTION_OVERDUE, request.resolution_due_at, request.resolution_due_at)
+    await _schedule(session, request, _resolution_timers(request, settings))
 
 
 async def schedule_deadlines(session: AsyncSession, request: Request, settings: RequestSettings) -> None:
     soon = timedelta(hours=settings.due_soon_hours)
-    await _timer(session, request, RESPONSE_SOON, request.response_due_at - soon, request.response_due_at)
-    await _timer(session, request, RESPONSE_OVERDUE, request.response_due_at, request.response_due_at)
-    await schedule_resolution(session, request, settings)
+    due = request.response_due_at
+    response = [_watch(request, RESPONSE_SOON, due - soon, due), _watch(request, RESPONSE_OVERDUE, due, due)]
+    await _schedule(session, request, response + _resolution_timers(request, settings))
 
 
 async def schedule_auto_close(session: AsyncSession, request: Request, resolved_at: datetime) -> None:

@@ -19,7 +19,7 @@ from geo.assignment import locate
 from geo.crs import parse_crs, to_wgs84
 from services.errors import InvalidInput
 from services.requests import repository
-from services.requests.calendar import load_calendar
+from services.requests.config_cache import city_config
 from services.requests.deadlines import schedule_deadlines
 from services.requests.lifecycle import LEVELS, REQUEST, SUBMITTED
 from services.requests.models import Request
@@ -122,8 +122,11 @@ async def submit(
         if seen is not None:
             return Receipt(seen.id, seen.ticket, seen.state, seen.station_id is not None, created=False)
     description, address, point = _validate(submission)
-    category = await repository.category_by_code(session, tenant_id, submission.category)
-    settings = await repository.settings_of(session, tenant_id)
+    config = await city_config(session, tenant_id)
+    category = config.categories.get(submission.category)
+    if category is None:
+        raise InvalidInput(f"there is no category {submission.category!r}", field="category")
+    settings = config.settings
     submitted_at = submission.submitted_at or now
     if submitted_at.tzinfo is None:
         raise InvalidInput("the submission time needs a time zone", field="submittedAt")
@@ -142,7 +145,7 @@ async def submit(
     if responsible == "department" and department is None:
         department = settings.default_department
 
-    calendar = await load_calendar(session, tenant_id, settings.timezone)
+    calendar = config.calendar
     request_id = await repository.next_request_id(session)
     local_day = calendar.local_day(submitted_at)
     request = Request(

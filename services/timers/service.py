@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -68,6 +69,40 @@ async def schedule(
         .returning(Timer.id)
     )
     return result.first() is not None
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    kind: str
+    key: str
+    due_at: datetime
+    payload: dict[str, Any] = field(default_factory=dict)
+
+
+async def schedule_many(
+    session: AsyncSession, *, tenant_id: int, scope: str, subject_id: int, timers: list[TimerSpec]
+) -> None:
+    """Several timers of one subject in one statement; keys scheduled before are left as they are."""
+    if not timers:
+        return
+    await session.execute(
+        insert(Timer)
+        .values(
+            [
+                {
+                    "tenant_id": tenant_id,
+                    "scope": scope,
+                    "kind": spec.kind,
+                    "subject_id": subject_id,
+                    "key": spec.key,
+                    "due_at": spec.due_at,
+                    "payload": spec.payload,
+                }
+                for spec in timers
+            ]
+        )
+        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    )
 
 
 async def cancel(
