@@ -344,6 +344,8 @@ def webhook_body(notification: Notification, tenant_code: str) -> bytes:
         "tenant": tenant_code,
         "scope": notification.scope,
         "created_at": notification.created_at.isoformat(),
+        # Who it is for (a principal, or phone:<digits> for an SMS gateway); null: the staff of `scope`.
+        "recipient": notification.owner_principal,
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -1,0 +1,133 @@
+"""A request's steps reach people through the outbox and the real worker: the resident's own inbox, the
+station staff's inbox, and (for an anonymous caller who left a phone) a signed webhook for the SMS gateway;
+each notice once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from services.notifications import webhooks
+from services.notifications.webhooks import EndpointSpec, verify_signature
+from services.unit_of_work import unit_of_work
+from tenants.context import TenantContext
+from tenants.db import Database
+from tests.helpers import Api, wait_for
+from tests.requests_city import City, build_city
+from tests.services.test_notifications_channels import Receiver, serve
+
+SUBMIT = """
+mutation($input: SubmitRequestInput!) {
+  submitRequest(input: $input) { ... on SubmitRequestSuccess { ticket } ... on Error { code message } }
+}"""
+INBOX = "{ myNotifications(first: 50) { edges { node { kind title personal payload } } } }"
+
+
+@pytest.fixture(scope="module")
+async def city(database: Database) -> City:
+    return await build_city(database, "noticecity")
+
+
+@pytest.fixture(scope="module")
+def receiver() -> Iterator[Receiver]:
+    yield from serve(Receiver())
+
+
+async def _inbox(api: Api, token: str, ticket: str) -> list[dict[str, Any]]:
+    data = await api.gql(INBOX, token=token)
+    return [
+        edge["node"]
+        for edge in data["myNotifications"]["edges"]
+        if edge["node"]["payload"].get("ticket") == ticket
+    ]
+
+
+async def test_residents_and_staff_hear_of_each_step_once(
+    api: Api, city: City, worker: subprocess.Popen[bytes]
+) -> None:
+    resident = api.token(city.tenant, ["resident"], sub="user:7501")
+    lon, lat = city.point(0)
+    submitted = await api.gql(
+        SUBMIT,
+        {
+            "input": {
+                "category": "parking",
+                "description": "消防通道被占",
+                "location": {"longitude": lon, "latitude": lat},
+            }
+        },
+        resident,
+    )
+    ticket = submitted["submitRequest"]["ticket"]
+    liaison = api.token(city.tenant, ["station_liaison"], [city.stations[0].scope], sub="user:7502")
+    other_station = api.token(city.tenant, ["station_liaison"], [city.stations[1].scope], sub="user:7503")
+
+    async def received() -> list[dict[str, Any]] | None:
+        found = await _inbox(api, resident, ticket)
+        return found or None
+
+    mine = await wait_for(received)
+    assert [n["kind"] for n in mine] == ["request.progress"] and mine[0]["personal"]
+    staff = await wait_for(lambda: _inbox(api, liaison, ticket))
+    assert [n["kind"] for n in staff] == ["request.submitted"]
+    assert await _inbox(api, other_station, ticket) == []
+
+    admin = api.token(city.tenant, ["city_admin"])
+    found = await api.gql("query($t: String!) { request(ticket: $t) { id } }", {"t": ticket}, admin)
+    accept = "mutation($id: ID!) { acceptRequest(id: $id) { __typename } }"
+    assert (await api.gql(accept, {"id": found["request"]["id"]}, liaison))["acceptRequest"][
+        "__typename"
+    ] == ("RequestResult")
+
+    async def accepted() -> list[dict[str, Any]] | None:
+        notices = await _inbox(api, resident, ticket)
+        return notices if len(notices) == 2 else None
+
+    notices = await wait_for(accepted)
+    assert sorted(n["title"].split("（")[0] for n in notices) == ["诉求已受理", "诉求已收到"]
+
+
+async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
+    api: Api, city: City, database: Database, receiver: Receiver, worker: subprocess.Popen[bytes]
+) -> None:
+    system = TenantContext.whole_tenant(city.tenant.tenant_id, "system:test")
+    async with unit_of_work(database, system) as session:
+        _, secret = await webhooks.create_endpoint(
+            session,
+            system,
+            EndpointSpec(
+                name="sms", url=receiver.plan("/sms", 200), kinds=("request.progress",), backoff_seconds=1
+            ),
+        )
+    lon, lat = city.point(1)
+    submitted = await api.gql(
+        SUBMIT,
+        {
+            "input": {
+                "tenant": city.tenant.code,
+                "category": "environment",
+                "description": "污水外溢",
+                "location": {"longitude": lon, "latitude": lat},
+                "contactPhone": "139-0000-1234",
+            }
+        },
+    )
+    ticket = submitted["submitRequest"]["ticket"]
+
+    async def delivered() -> list[Any] | None:
+        found = [r for r in receiver.at("/sms") if r.json()["payload"].get("ticket") == ticket]
+        return found or None
+
+    hits = await wait_for(delivered)
+    assert len(hits) == 1
+    body = hits[0].json()
+    assert body["kind"] == "request.progress" and body["recipient"] == "phone:13900001234"
+    headers = {k.lower(): v for k, v in hits[0].headers.items()}
+    assert verify_signature(
+        secret, headers["x-liaison-timestamp"], hits[0].body, headers["x-liaison-signature"]
+    )
+    assert json.loads(hits[0].body)["tenant"] == city.tenant.code
