@@ -12,10 +12,12 @@ Receivers check it with `verify_signature` below (standard library only: copy it
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
 import secrets
+import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import certifi
 import httpx
 from sqlalchemy import func, or_, select, update
 from sqlalchemy.dialects.postgresql import insert
@@ -48,6 +51,12 @@ MAX_BACKOFF_SECONDS = 300
 DEFAULT_MAX_ATTEMPTS = 8
 DEFAULT_BACKOFF_SECONDS = 10
 MAX_KINDS = 50
+
+
+@functools.cache
+def _tls() -> ssl.SSLContext:
+    """One TLS context per process: building it (loading the CA bundle) costs more than a POST."""
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -401,7 +410,9 @@ async def attempt(
     error: str | None = None
     try:
         if client is None:
-            async with httpx.AsyncClient(timeout=TIMEOUT_SECONDS, follow_redirects=False) as own:
+            async with httpx.AsyncClient(
+                timeout=TIMEOUT_SECONDS, verify=_tls(), follow_redirects=False
+            ) as own:
                 response = await own.post(endpoint.url, content=body, headers=headers)
         else:
             response = await client.post(endpoint.url, content=body, headers=headers)
