@@ -129,6 +129,8 @@ def print_seed(result: SeedResult, code: str) -> None:
             )
     if result.users:
         out.print(f"users created: {', '.join(result.users)} (password {DEMO_PASSWORD!r})")
+    if result.requests_added:
+        out.print(f"requests: {result.requests_added:,} synthetic requests over the last 180 days")
 
 
 @app.command("migrate")
