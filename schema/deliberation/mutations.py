@@ -251,7 +251,9 @@ class DeliberationMutation:
         return await _as_resident(info, deliberation_id, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=RESIDENTS_ONLY, description="Vote, once, if you attended.")
-    async def cast_vote(self, info: Info, deliberation_id: strawberry.ID, choice: VoteChoice) -> VoteResult:
+    async def cast_deliberation_vote(
+        self, info: Info, deliberation_id: strawberry.ID, choice: VoteChoice
+    ) -> VoteResult:
         async def work(session: AsyncSession, tenant_id: int, principal: str, key: int) -> VotePayload:
             ballot = await service.vote(session, tenant_id, principal, key, choice.value)
             return VotePayload(choice=VoteChoice(ballot.choice))

@@ -124,21 +124,23 @@ async def test_a_council_run_by_staff_and_residents(api: Api, database: Database
     await step(api, staff, "openDeliberationVoting", key)
     for token, choice in ((first, "YES"), (third, "YES")):
         voted = await api.gql(
-            f'mutation {{ castVote(deliberationId: "{key}", choice: {choice}) {{ __typename'
+            f'mutation {{ castDeliberationVote(deliberationId: "{key}", choice: {choice}) {{ __typename'
             f" ... on DeliberationVotePayload {{ choice }} {FIELDS} }} }}",
             token=token,
         )
-        assert voted["castVote"] == {"__typename": "DeliberationVotePayload", "choice": choice}
+        assert voted["castDeliberationVote"] == {"__typename": "DeliberationVotePayload", "choice": choice}
     twice = await api.gql(
-        f'mutation {{ castVote(deliberationId: "{key}", choice: NO) {{ ... on Error {{ code }} }} }}',
+        f'mutation {{ castDeliberationVote(deliberationId: "{key}", choice: NO)'
+        " { ... on Error { code } } }",
         token=first,
     )
-    assert twice["castVote"] == {"code": "CONFLICT"}
+    assert twice["castDeliberationVote"] == {"code": "CONFLICT"}
     not_seated = await api.gql(
-        f'mutation {{ castVote(deliberationId: "{key}", choice: NO) {{ ... on Error {{ code }} }} }}',
+        f'mutation {{ castDeliberationVote(deliberationId: "{key}", choice: NO)'
+        " { ... on Error { code } } }",
         token=second,
     )
-    assert not_seated["castVote"] == {"code": "FORBIDDEN"}
+    assert not_seated["castDeliberationVote"] == {"code": "FORBIDDEN"}
 
     tallied = await step(api, staff, "closeDeliberationVoting", key)
     assert tallied["deliberation"]["result"] == {
