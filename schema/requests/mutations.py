@@ -30,7 +30,7 @@ from services.requests.intake import Submission, intake_context, submit
 from services.requests.models import Request as RequestRow
 from services.requests.service import Actor
 from services.unit_of_work import atomic, unit_of_work
-from tenants.context import TenantContext
+from tenants.context import TenantContext, scope_is_within
 from tenants.roles import Role
 
 # Everyone but residents may take work-order steps; the lifecycle decides which step whom.
@@ -152,6 +152,10 @@ class RequestsMutation:
             owner_principal=owner,
         )
 
+        # Staff submitting for a caller see only the hints inside their own scopes; a resident sees the
+        # public part (ticket, state, distance) of any nearby request, as on a public map.
+        staff_scopes = principal.scopes if principal is not None and owner is None else None
+
         async def work(session: AsyncSession) -> SubmitRequestSuccess:
             receipt = await submit(session, tenant_id, submission)
             return SubmitRequestSuccess(
@@ -165,6 +169,7 @@ class RequestsMutation:
                         submitted_at=d.submitted_at,
                     )
                     for d in receipt.duplicates
+                    if staff_scopes is None or any(scope_is_within(d.scope, own) for own in staff_scopes)
                 ],
             )
 

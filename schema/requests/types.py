@@ -17,6 +17,7 @@ from schema.hierarchy.types import Station, station_of
 from schema.relay import Node, encode_id
 from services.hierarchy.repository import Level
 from services.requests import repository
+from services.requests.config_cache import city_config
 from services.requests.lifecycle import REQUEST
 from services.requests.models import Request as RequestRow
 from services.requests.models import RequestCategory as CategoryRow
@@ -199,6 +200,37 @@ class WorkOrder(Node):
                 public=e.public,
             )
             for e in events
+        ]
+
+    @strawberry.field(
+        description="Open requests of the same category nearby (inside the caller's scope): perhaps the same "
+        "problem, to merge."
+    )
+    async def possible_duplicates(self, info: Info) -> list[DuplicateHint]:
+        point = _point(self.row)
+        if point is None:
+            return []
+        async with info.context.db() as session:
+            config = await city_config(session, self.row.tenant_id)
+            hints = await repository.possible_duplicates(
+                session,
+                self.row.tenant_id,
+                category_id=self.row.category_id,
+                lon=point.x,
+                lat=point.y,
+                now=self.row.submitted_at,
+                radius_meters=config.settings.duplicate_radius_meters,
+                window_hours=config.settings.duplicate_window_hours,
+                exclude=self.row.id,
+            )
+        return [
+            DuplicateHint(
+                ticket=h.ticket,
+                state=h.state,
+                distance_meters=round(h.distance_meters, 1),
+                submitted_at=h.submitted_at,
+            )
+            for h in hints
         ]
 
     @strawberry.field(description="The steps the caller may take now.")

@@ -136,10 +136,11 @@ class DuplicateHint:
     state: str
     distance_meters: float
     submitted_at: datetime
+    scope: str
 
 
 DUPLICATES = """
-SELECT id, ticket, state, submitted_at,
+SELECT id, ticket, state, submitted_at, scope::text AS scope,
        ST_Distance(geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography) AS distance
 FROM requests
 WHERE tenant_id = :tenant_id AND category_id = :category_id AND id <> :exclude
@@ -181,7 +182,8 @@ async def possible_duplicates(
         },
     )
     return tuple(
-        DuplicateHint(int(r.id), str(r.ticket), str(r.state), float(r.distance), r.submitted_at) for r in rows
+        DuplicateHint(int(r.id), str(r.ticket), str(r.state), float(r.distance), r.submitted_at, str(r.scope))
+        for r in rows
     )
 
 

@@ -222,3 +222,34 @@ async def test_overdue_requests_escalate_when_the_worker_sweeps(
     district = _district_token(api, city, 2)
     yellow = await api.gql(LIST, {"filter": {"supervision": ["YELLOW"]}}, district)
     assert submitted["ticket"] in {e["node"]["ticket"] for e in yellow["requests"]["edges"]}
+
+
+async def test_staff_see_duplicates_to_merge_only_inside_their_scope(api: Api, city: City) -> None:
+    lon, lat = city.point(2)
+    first = await _submit(api, city, 2, category="ev_charging")
+    second = await _submit(
+        api, city, 2, category="ev_charging", location={"longitude": lon + 0.0002, "latitude": lat}
+    )
+    district_two = _district_token(api, city, 2)
+    detail = await api.gql(
+        "query($t: String!) { request(ticket: $t) { possibleDuplicates { ticket distanceMeters } } }",
+        {"t": second["ticket"]},
+        district_two,
+    )
+    assert first["ticket"] in [d["ticket"] for d in detail["request"]["possibleDuplicates"]]
+    # Staff of another district, taking a call about the same spot, are not shown district two's tickets.
+    district_one = _district_token(api, city, 0)
+    on_behalf = await _submit(
+        api,
+        city,
+        2,
+        district_one,
+        category="ev_charging",
+        channel="HOTLINE",
+        location={"longitude": lon, "latitude": lat},
+    )
+    assert on_behalf["__typename"] == "SubmitRequestSuccess" and on_behalf["possibleDuplicates"] == []
+    anonymous = await _submit(
+        api, city, 2, category="ev_charging", location={"longitude": lon, "latitude": lat}
+    )
+    assert first["ticket"] in [d["ticket"] for d in anonymous["possibleDuplicates"]]
