@@ -256,7 +256,8 @@ async def test_a_notice_lands_in_its_inbox_and_each_endpoint_once_even_when_sent
     ) == [(2,)]
     settled = await status_becomes(owner_dsn, alpha.tenant_id, created.id, "delivered")
     assert settled[2] == 1
-    assert len(receiver.at("/twice")) == 1
+    (sent,) = receiver.at("/twice")
+    assert sent.json()["recipient"] == "user:9001"
 
     # A duplicate webhook task for a delivered delivery sends nothing.
     celery_app.send_task(
@@ -326,6 +327,7 @@ async def test_the_webhook_is_signed_and_carries_the_notice(
         "source": "test:signed:1",
         "tenant": "alpha",
         "scope": f"{district}.s1",
+        "recipient": None,
     }
     assert document["created_at"].endswith("+00:00")
     assert done[3] == 200 and done[5] is not None
