@@ -22,11 +22,11 @@ from schema.errors import (
     OutOfScopeError,
 )
 from schema.meetings.types import (
-    ActionItem,
-    Invitation,
     Meeting,
+    MeetingActionItem,
+    MeetingInvitation,
+    MeetingVoteChoice,
     PartyKind,
-    VoteChoice,
     meeting_of,
 )
 from schema.mutations import parse_id, run_service
@@ -44,14 +44,14 @@ ORGANISERS_ONLY: list[FieldExtension] = [
 
 
 @strawberry.input
-class PartyInput:
+class MeetingPartyInput:
     kind: PartyKind
     principal: str = strawberry.field(description="Who is invited, as in their token's sub (user:42).")
     name: str
 
 
 @strawberry.input
-class SubstituteInput:
+class MeetingSubstituteInput:
     principal: str
     name: str
 
@@ -81,15 +81,15 @@ class ProposeMeetingInput:
 @strawberry.input
 class InvitePartiesInput:
     meeting_id: strawberry.ID
-    parties: list[PartyInput]
+    parties: list[MeetingPartyInput]
 
 
 @strawberry.input
-class ReplyInput:
+class MeetingReplyInput:
     invitation_id: strawberry.ID
     accept: bool
     reason: str | None = None
-    substitute: SubstituteInput | None = None
+    substitute: MeetingSubstituteInput | None = None
 
 
 @strawberry.input
@@ -120,13 +120,13 @@ class RecordMinutesInput:
 
 
 @strawberry.input
-class CastVoteInput:
+class MeetingVoteInput:
     invitation_id: strawberry.ID
-    vote: VoteChoice
+    vote: MeetingVoteChoice
 
 
 @strawberry.input
-class ActionItemInput:
+class MeetingActionItemInput:
     kind: PartyKind
     assignee: str
     title: str
@@ -136,11 +136,11 @@ class ActionItemInput:
 @strawberry.input
 class AssignActionItemsInput:
     meeting_id: strawberry.ID
-    items: list[ActionItemInput]
+    items: list[MeetingActionItemInput]
 
 
 @strawberry.input
-class ActionItemNoteInput:
+class MeetingActionItemNoteInput:
     action_item_id: strawberry.ID
     note: str | None = None
 
@@ -157,14 +157,14 @@ class MeetingPayload:
 
 
 @strawberry.type
-class InvitationPayload:
-    invitation: Invitation
+class MeetingInvitationPayload:
+    invitation: MeetingInvitation
     meeting: Meeting
 
 
 @strawberry.type
-class ActionItemPayload:
-    action_item: ActionItem
+class MeetingActionItemPayload:
+    action_item: MeetingActionItem
     meeting: Meeting
 
 
@@ -177,8 +177,12 @@ _Errors = (
     | IllegalTransitionError
 )
 MeetingResult = Annotated[MeetingPayload | _Errors, strawberry.union("MeetingResult")]
-InvitationResult = Annotated[InvitationPayload | _Errors, strawberry.union("InvitationResult")]
-ActionItemResult = Annotated[ActionItemPayload | _Errors, strawberry.union("ActionItemResult")]
+MeetingInvitationResult = Annotated[
+    MeetingInvitationPayload | _Errors, strawberry.union("MeetingInvitationResult")
+]
+MeetingActionItemResult = Annotated[
+    MeetingActionItemPayload | _Errors, strawberry.union("MeetingActionItemResult")
+]
 
 
 async def _run(info: Info, work: Callable[[AsyncSession, Actor], Awaitable[T]]) -> T | Error:
@@ -225,7 +229,7 @@ class MeetingsMutation:
         return await _run(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Invite parties (one or more per kind).")
-    async def invite_parties(self, info: Info, input: InvitePartiesInput) -> MeetingResult:
+    async def invite_meeting_parties(self, info: Info, input: InvitePartiesInput) -> MeetingResult:
         async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
             parties = [Party(p.kind.value, p.principal, p.name) for p in input.parties]
             meeting = await service.invite(session, actor, _meeting_key(input.meeting_id), parties)
@@ -237,8 +241,10 @@ class MeetingsMutation:
         permission_classes=SIGNED_IN,
         description="Confirm or decline an invitation (the invitee, or staff recording a reply).",
     )
-    async def reply_to_invitation(self, info: Info, input: ReplyInput) -> InvitationResult:
-        async def work(session: AsyncSession, actor: Actor) -> InvitationPayload:
+    async def reply_to_meeting_invitation(
+        self, info: Info, input: MeetingReplyInput
+    ) -> MeetingInvitationResult:
+        async def work(session: AsyncSession, actor: Actor) -> MeetingInvitationPayload:
             substitute = (
                 Party("", input.substitute.principal, input.substitute.name) if input.substitute else None
             )
@@ -250,7 +256,9 @@ class MeetingsMutation:
                 reason=input.reason,
                 substitute=substitute,
             )
-            return InvitationPayload(invitation=Invitation(row=invitation), meeting=meeting_of(meeting))
+            return MeetingInvitationPayload(
+                invitation=MeetingInvitation(row=invitation), meeting=meeting_of(meeting)
+            )
 
         return await _run(info, work)  # type: ignore[return-value]
 
@@ -300,7 +308,7 @@ class MeetingsMutation:
     @strawberry.mutation(
         extensions=ORGANISERS_ONLY, description="Record the minutes and the draft resolution."
     )
-    async def record_minutes(self, info: Info, input: RecordMinutesInput) -> MeetingResult:
+    async def record_meeting_minutes(self, info: Info, input: RecordMinutesInput) -> MeetingResult:
         async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
             meeting = await service.record_minutes(
                 session,
@@ -316,17 +324,19 @@ class MeetingsMutation:
     @strawberry.mutation(
         permission_classes=SIGNED_IN, description="An attending party votes on the resolution."
     )
-    async def cast_vote(self, info: Info, input: CastVoteInput) -> InvitationResult:
-        async def work(session: AsyncSession, actor: Actor) -> InvitationPayload:
+    async def cast_meeting_vote(self, info: Info, input: MeetingVoteInput) -> MeetingInvitationResult:
+        async def work(session: AsyncSession, actor: Actor) -> MeetingInvitationPayload:
             invitation, meeting = await service.cast_vote(
                 session, actor, _invitation_key(input.invitation_id), input.vote.value
             )
-            return InvitationPayload(invitation=Invitation(row=invitation), meeting=meeting_of(meeting))
+            return MeetingInvitationPayload(
+                invitation=MeetingInvitation(row=invitation), meeting=meeting_of(meeting)
+            )
 
         return await _run(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Count the votes: passed or not.")
-    async def tally_votes(self, info: Info, meeting_id: strawberry.ID) -> MeetingResult:
+    async def tally_meeting_votes(self, info: Info, meeting_id: strawberry.ID) -> MeetingResult:
         async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
             return MeetingPayload(
                 meeting=meeting_of(await service.tally(session, actor, _meeting_key(meeting_id)))
@@ -335,7 +345,7 @@ class MeetingsMutation:
         return await _run(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Give parties action items with due dates.")
-    async def assign_action_items(self, info: Info, input: AssignActionItemsInput) -> MeetingResult:
+    async def assign_meeting_action_items(self, info: Info, input: AssignActionItemsInput) -> MeetingResult:
         async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
             items = [NewAction(i.kind.value, i.assignee, i.title, i.due_at) for i in input.items]
             meeting = await service.assign_actions(session, actor, _meeting_key(input.meeting_id), items)
@@ -344,20 +354,28 @@ class MeetingsMutation:
         return await _run(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(permission_classes=SIGNED_IN, description="A progress note on an action item.")
-    async def report_progress(self, info: Info, input: ActionItemNoteInput) -> ActionItemResult:
-        async def work(session: AsyncSession, actor: Actor) -> ActionItemPayload:
+    async def report_action_item_progress(
+        self, info: Info, input: MeetingActionItemNoteInput
+    ) -> MeetingActionItemResult:
+        async def work(session: AsyncSession, actor: Actor) -> MeetingActionItemPayload:
             key = parse_id(input.action_item_id, "actionItemId", "MeetingActionItem")[1]
             action, meeting = await service.report_progress(session, actor, key, input.note or "")
-            return ActionItemPayload(action_item=ActionItem(row=action), meeting=meeting_of(meeting))
+            return MeetingActionItemPayload(
+                action_item=MeetingActionItem(row=action), meeting=meeting_of(meeting)
+            )
 
         return await _run(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(permission_classes=SIGNED_IN, description="Mark an action item done.")
-    async def complete_action_item(self, info: Info, input: ActionItemNoteInput) -> ActionItemResult:
-        async def work(session: AsyncSession, actor: Actor) -> ActionItemPayload:
+    async def complete_meeting_action_item(
+        self, info: Info, input: MeetingActionItemNoteInput
+    ) -> MeetingActionItemResult:
+        async def work(session: AsyncSession, actor: Actor) -> MeetingActionItemPayload:
             key = parse_id(input.action_item_id, "actionItemId", "MeetingActionItem")[1]
             action, meeting = await service.complete_action(session, actor, key, input.note)
-            return ActionItemPayload(action_item=ActionItem(row=action), meeting=meeting_of(meeting))
+            return MeetingActionItemPayload(
+                action_item=MeetingActionItem(row=action), meeting=meeting_of(meeting)
+            )
 
         return await _run(info, work)  # type: ignore[return-value]
 

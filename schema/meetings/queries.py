@@ -6,7 +6,7 @@ import strawberry
 from graphql import GraphQLError
 
 from schema.context import Info
-from schema.meetings.types import Invitation, Meeting, MeetingState, meeting_of
+from schema.meetings.types import Meeting, MeetingInvitation, MeetingState, meeting_of
 from schema.permissions import SIGNED_IN
 from schema.relay import MAX_PAGE_SIZE, BadGlobalId, decode_id
 from services.meetings import repository
@@ -65,8 +65,8 @@ class MeetingsQuery:
         ]
 
     @strawberry.field(permission_classes=SIGNED_IN, description="The caller's own invitations, newest first.")
-    async def my_invitations(self, info: Info) -> list[Invitation]:
+    async def my_meeting_invitations(self, info: Info) -> list[MeetingInvitation]:
         principal = info.context.require_principal()
         async with info.context.db() as session:
             rows = await repository.invitations_of_principal(session, principal.tenant_id, principal.sub)
-        return [Invitation(row=row) for row in rows]
+        return [MeetingInvitation(row=row) for row in rows]

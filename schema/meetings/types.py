@@ -40,27 +40,27 @@ class MeetingState(Enum):
 
 
 @strawberry.enum
-class InvitationState(Enum):
+class MeetingInvitationState(Enum):
     INVITED = "invited"
     CONFIRMED = "confirmed"
     DECLINED = "declined"
 
 
 @strawberry.enum
-class VoteChoice(Enum):
+class MeetingVoteChoice(Enum):
     YES = "yes"
     NO = "no"
     ABSTAIN = "abstain"
 
 
 @strawberry.enum
-class ActionItemState(Enum):
+class MeetingActionItemState(Enum):
     OPEN = "open"
     DONE = "done"
 
 
 @strawberry.type(description="One recorded step of a meeting, an invitation or an action item.")
-class WorkflowStep:
+class MeetingStep:
     step: str
     from_state: str | None
     to_state: str
@@ -69,8 +69,8 @@ class WorkflowStep:
     at: datetime
 
 
-def step_of(event: WorkflowEvent) -> WorkflowStep:
-    return WorkflowStep(
+def step_of(event: WorkflowEvent) -> MeetingStep:
+    return MeetingStep(
         step=event.step,
         from_state=event.from_state,
         to_state=event.to_state,
@@ -81,7 +81,7 @@ def step_of(event: WorkflowEvent) -> WorkflowStep:
 
 
 @strawberry.type
-class Invitation:
+class MeetingInvitation:
     row: strawberry.Private[InvitationRow]
 
     @strawberry.field
@@ -105,8 +105,8 @@ class Invitation:
         return self.row.name
 
     @strawberry.field
-    def state(self) -> InvitationState:
-        return InvitationState(self.row.state)
+    def state(self) -> MeetingInvitationState:
+        return MeetingInvitationState(self.row.state)
 
     @strawberry.field
     def round(self) -> int:
@@ -134,12 +134,12 @@ class Invitation:
         return self.row.attended
 
     @strawberry.field
-    def vote(self) -> VoteChoice | None:
-        return VoteChoice(self.row.vote) if self.row.vote else None
+    def vote(self) -> MeetingVoteChoice | None:
+        return MeetingVoteChoice(self.row.vote) if self.row.vote else None
 
 
 @strawberry.type
-class ActionItem:
+class MeetingActionItem:
     row: strawberry.Private[ActionRow]
 
     @strawberry.field
@@ -163,8 +163,8 @@ class ActionItem:
         return self.row.due_at
 
     @strawberry.field
-    def state(self) -> ActionItemState:
-        return ActionItemState(self.row.state)
+    def state(self) -> MeetingActionItemState:
+        return MeetingActionItemState(self.row.state)
 
     @strawberry.field
     def overdue(self) -> bool:
@@ -180,7 +180,7 @@ class ActionItem:
 
 
 @strawberry.type
-class Votes:
+class MeetingVotes:
     yes: int
     no: int
     abstain: int
@@ -274,8 +274,8 @@ class Meeting:
         return self.row.resolution
 
     @strawberry.field
-    def votes(self) -> Votes:
-        return Votes(yes=self.row.votes_yes, no=self.row.votes_no, abstain=self.row.votes_abstain)
+    def votes(self) -> MeetingVotes:
+        return MeetingVotes(yes=self.row.votes_yes, no=self.row.votes_no, abstain=self.row.votes_abstain)
 
     @strawberry.field
     def passed(self) -> bool | None:
@@ -316,23 +316,23 @@ class Meeting:
         return service.MEETING.available(self.row.state, service.actor_kinds(actor, self.row.scope))
 
     @strawberry.field(description="The invitations the caller may see (all for staff, its own for a party).")
-    async def invitations(self, info: Info) -> list[Invitation]:
+    async def invitations(self, info: Info) -> list[MeetingInvitation]:
         if self.invitation_rows is None:
             async with info.context.db() as session:
                 self.invitation_rows = await repository.invitations(
                     session, self.row.tenant_id, [self.row.id]
                 )
-        return [Invitation(row=row) for row in self.invitation_rows]
+        return [MeetingInvitation(row=row) for row in self.invitation_rows]
 
     @strawberry.field(description="Action items the caller may see (all for staff, its own for a party).")
-    async def action_items(self, info: Info) -> list[ActionItem]:
+    async def action_items(self, info: Info) -> list[MeetingActionItem]:
         if self.action_rows is None:
             async with info.context.db() as session:
                 self.action_rows = await repository.actions(session, self.row.tenant_id, [self.row.id])
-        return [ActionItem(row=row) for row in self.action_rows]
+        return [MeetingActionItem(row=row) for row in self.action_rows]
 
     @strawberry.field(description="The meeting's own steps, oldest first.")
-    async def history(self, info: Info) -> list[WorkflowStep]:
+    async def history(self, info: Info) -> list[MeetingStep]:
         async with info.context.db() as session:
             events = await service.meeting_history(session, self.row.tenant_id, self.row.id)
         return [step_of(event) for event in events]

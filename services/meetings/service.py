@@ -268,13 +268,15 @@ async def _record(
     return event.id
 
 
-async def _announce(session: AsyncSession, meeting: Meeting, event_ids: Sequence[int]) -> None:
-    """Ask for the notices of these steps, after the commit."""
+async def _announce(session: AsyncSession, meeting: Meeting, event_ids: Sequence[int], actor: Actor) -> None:
+    """Ask for the notices of these steps, after the commit. The outbox row lies where the actor can see
+    it: the unit of work marks it sent under the actor's own context once it is published (a row it could
+    not see would stay unsent, and the relay would send it a second time)."""
     if event_ids:
         await enqueue(
             session,
             tenant_id=meeting.tenant_id,
-            scope=meeting.scope,
+            scope=meeting.scope if actor.covers(meeting.scope) else actor.context.scopes[0],
             task=ANNOUNCE_TASK,
             kwargs={"meeting_id": meeting.id, "event_ids": list(event_ids)},
         )
@@ -533,7 +535,7 @@ async def invite(
         to=[i.owner_principal for i in created],
         extra={"invitations": [i.id for i in created]},
     )
-    await _announce(session, meeting, [event])
+    await _announce(session, meeting, [event], actor)
     return meeting
 
 
@@ -623,7 +625,7 @@ async def reply(
                     extra={"substitute_for": invitation.id},
                 )
             )
-        await _announce(session, meeting, events)
+        await _announce(session, meeting, events, actor)
     return invitation, meeting
 
 
@@ -658,7 +660,7 @@ async def _meeting_step(
         staff=meeting.scope if staff else None,
         extra=extra,
     )
-    await _announce(session, meeting, [event])
+    await _announce(session, meeting, [event], actor)
 
 
 async def confirm(session: AsyncSession, actor: Actor, meeting_id: int) -> Meeting:
@@ -950,7 +952,7 @@ async def assign_actions(
                 to=[action.owner_principal],
             )
         )
-    await _announce(session, meeting, events)
+    await _announce(session, meeting, events, actor)
     return meeting
 
 
@@ -996,7 +998,7 @@ async def _action_step(
             title=f"督办任务{verb}：{action.title}",
             staff=meeting.scope,
         )
-        await _announce(session, meeting, [event])
+        await _announce(session, meeting, [event], actor)
     return action, meeting
 
 
@@ -1079,7 +1081,7 @@ async def on_reply_timer(session: AsyncSession, timer: Timer, now: datetime) -> 
                 extra={"round": meeting.round, "timer": timer.key},
             )
         )
-    await _announce(session, meeting, events)
+    await _announce(session, meeting, events, system)
 
 
 async def on_action_timer(session: AsyncSession, timer: Timer, now: datetime) -> None:
@@ -1110,7 +1112,7 @@ async def on_action_timer(session: AsyncSession, timer: Timer, now: datetime) ->
         staff=street_scope(meeting.scope) if overdue else None,
         extra={"timer": timer.key},
     )
-    await _announce(session, meeting, [event])
+    await _announce(session, meeting, [event], system)
 
 
 async def meeting_history(session: AsyncSession, tenant_id: int, meeting_id: int) -> list[WorkflowEvent]:

@@ -30,16 +30,16 @@ MEETING_FIELDS = "id state round representedKinds quorumMissing topic"
 ERRORS = "__typename ... on Error { code message field }"
 PAYLOADS = {
     "MeetingResult": f"{ERRORS} ... on MeetingPayload {{ meeting {{ {MEETING_FIELDS} }} }}",
-    "InvitationResult": f"{ERRORS} ... on InvitationPayload {{ invitation {{ id state vote }} "
+    "MeetingInvitationResult": f"{ERRORS} ... on MeetingInvitationPayload {{ invitation {{ id state vote }} "
     f"meeting {{ {MEETING_FIELDS} }} }}",
-    "ActionItemResult": f"{ERRORS} ... on ActionItemPayload {{ actionItem {{ id state progress }} "
-    f"meeting {{ {MEETING_FIELDS} }} }}",
+    "MeetingActionItemResult": f"{ERRORS} ... on MeetingActionItemPayload "
+    f"{{ actionItem {{ id state progress }} meeting {{ {MEETING_FIELDS} }} }}",
 }
 RESULT_OF = {
-    "replyToInvitation": "InvitationResult",
-    "castVote": "InvitationResult",
-    "reportProgress": "ActionItemResult",
-    "completeActionItem": "ActionItemResult",
+    "replyToMeetingInvitation": "MeetingInvitationResult",
+    "castMeetingVote": "MeetingInvitationResult",
+    "reportActionItemProgress": "MeetingActionItemResult",
+    "completeMeetingActionItem": "MeetingActionItemResult",
 }
 
 
@@ -128,7 +128,7 @@ async def propose(api: Api, town: Town, token: str, **extra: Any) -> str:
 async def invite(api: Api, meeting_id: str, token: str, invited: list[dict[str, str]]) -> dict[str, Any]:
     return await mutate(
         api,
-        "inviteParties",
+        "inviteMeetingParties",
         "InvitePartiesInput!",
         {"input": {"meetingId": meeting_id, "parties": invited}},
         token,
@@ -136,8 +136,8 @@ async def invite(api: Api, meeting_id: str, token: str, invited: list[dict[str, 
 
 
 async def my_invitation(api: Api, token: str, meeting_id: str) -> str:
-    data = await api.gql("{ myInvitations { id meetingId state } }", token=token)
-    (found,) = [i for i in data["myInvitations"] if i["meetingId"] == meeting_id]
+    data = await api.gql("{ myMeetingInvitations { id meetingId state } }", token=token)
+    (found,) = [i for i in data["myMeetingInvitations"] if i["meetingId"] == meeting_id]
     invitation_id: str = found["id"]
     return invitation_id
 
@@ -145,8 +145,8 @@ async def my_invitation(api: Api, token: str, meeting_id: str) -> str:
 async def reply(api: Api, token: str, invitation_id: str, accept: bool, **extra: Any) -> dict[str, Any]:
     return await mutate(
         api,
-        "replyToInvitation",
-        "ReplyInput!",
+        "replyToMeetingInvitation",
+        "MeetingReplyInput!",
         {"input": {"invitationId": invitation_id, "accept": accept, **extra}},
         token,
     )
@@ -234,7 +234,7 @@ async def test_a_meeting_from_proposal_to_closure(
     assert held["meeting"]["state"] == "HELD", held
     minuted = await mutate(
         api,
-        "recordMinutes",
+        "recordMeetingMinutes",
         "RecordMinutesInput!",
         {
             "input": {
@@ -251,13 +251,13 @@ async def test_a_meeting_from_proposal_to_closure(
         token = tokens.get(invitation["invitee"]) or substitute
         cast = await mutate(
             api,
-            "castVote",
-            "CastVoteInput!",
+            "castMeetingVote",
+            "MeetingVoteInput!",
             {"input": {"invitationId": invitation["id"], "vote": vote}},
             token,
         )
         assert cast["invitation"]["vote"] == vote, cast
-    tallied = await step(api, "tallyVotes", meeting_id, staff)
+    tallied = await step(api, "tallyMeetingVotes", meeting_id, staff)
     assert tallied["meeting"]["state"] == "VOTED"
     outcome = await api.gql(
         "query($id: ID!) { meeting(id: $id) { passed votes { yes no abstain } } }", {"id": meeting_id}, staff
@@ -276,7 +276,7 @@ async def test_a_meeting_from_proposal_to_closure(
     ]
     assigned = await mutate(
         api,
-        "assignActionItems",
+        "assignMeetingActionItems",
         "AssignActionItemsInput!",
         {"input": {"meetingId": meeting_id, "items": items}},
         staff,
@@ -298,14 +298,18 @@ async def test_a_meeting_from_proposal_to_closure(
         assert item["assignee"] == principal
         progress = await mutate(
             api,
-            "reportProgress",
-            "ActionItemNoteInput!",
+            "reportActionItemProgress",
+            "MeetingActionItemNoteInput!",
             {"input": {"actionItemId": item["id"], "note": "进行中"}},
             token,
         )
         assert progress["actionItem"]["progress"] == "进行中", progress
         done = await mutate(
-            api, "completeActionItem", "ActionItemNoteInput!", {"input": {"actionItemId": item["id"]}}, token
+            api,
+            "completeMeetingActionItem",
+            "MeetingActionItemNoteInput!",
+            {"input": {"actionItemId": item["id"]}},
+            token,
         )
         assert done["actionItem"]["state"] == "DONE", done
 
@@ -387,6 +391,16 @@ async def test_a_meeting_from_proposal_to_closure(
             f"meeting:{key}:%",
         )
 
+    # Each message was marked sent after it was published, the parties' too: nothing is left to relay.
+    assert (
+        count(
+            owner_dsn,
+            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND sent_at IS NULL",
+            town.info.tenant_id,
+        )
+        == 0
+    )
+
     # In the inbox once each: the parties' own (owner_principal), the staff's by scope.
     await wait_for(lambda: _at_least(delivered, expected))
     assert await delivered() == expected
@@ -424,7 +438,7 @@ async def test_another_station_cannot_see_or_act(api: Api, town: Town) -> None:
         assert seen == {"meeting": None, "meetings": []}
         answer = await reply(api, token, invitation_id, True)
         assert answer["code"] == "NOT_FOUND", answer
-    for name in ("confirmMeeting", "tallyVotes"):
+    for name in ("confirmMeeting", "tallyMeetingVotes"):
         refused = await step(api, name, meeting_id, outsider_staff)
         assert refused["code"] == "NOT_FOUND", refused
     cancelled = await mutate(
@@ -583,7 +597,7 @@ async def test_illegal_steps_are_typed_errors(api: Api, town: Town) -> None:
         staff,
     )
     assert held["__typename"] == "IllegalTransitionError" and "only from: confirmed" in held["message"]
-    assert (await step(api, "tallyVotes", meeting_id, staff))["code"] == "ILLEGAL_TRANSITION"
+    assert (await step(api, "tallyMeetingVotes", meeting_id, staff))["code"] == "ILLEGAL_TRANSITION"
     invited = parties("il")
     await invite(api, meeting_id, staff, invited)
     again = await invite(api, meeting_id, staff, invited[:1])
@@ -591,7 +605,11 @@ async def test_illegal_steps_are_typed_errors(api: Api, town: Town) -> None:
     token = party_token(api, town, invited[0]["principal"])
     invitation_id = await my_invitation(api, token, meeting_id)
     vote = await mutate(
-        api, "castVote", "CastVoteInput!", {"input": {"invitationId": invitation_id, "vote": "YES"}}, token
+        api,
+        "castMeetingVote",
+        "MeetingVoteInput!",
+        {"input": {"invitationId": invitation_id, "vote": "YES"}},
+        token,
     )
     assert vote["code"] == "ILLEGAL_TRANSITION"
     await reply(api, token, invitation_id, True)
