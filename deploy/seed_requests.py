@@ -8,7 +8,8 @@ under row-level security, in batches so progress can be shown:
   extension); each request takes one of them, skewed towards the first cells so the map has hot spots;
 - rows are submitted in time order (uniform over the last `days`, as a real table fills up);
 - every other column is drawn from a seeded hash of the row number (hashint8extended), so the same seed
-  gives the same rows: category (weighted), channel, state (by age), resolution time, rating (on rated closed requests), overdue, supervision colour.
+  gives the same rows: category (weighted), channel, state (by age), resolution time, rating (on rated
+  closed requests), overdue, supervision colour.
 
 Tickets are `S<seed>-<n>`, numbered after the synthetic requests already there, so running it again adds
 `count` more rows.
