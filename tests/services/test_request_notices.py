@@ -66,9 +66,8 @@ async def test_residents_and_staff_hear_of_each_step_once(
     liaison = api.token(city.tenant, ["station_liaison"], [city.stations[0].scope], sub="user:7502")
     other_station = api.token(city.tenant, ["station_liaison"], [city.stations[1].scope], sub="user:7503")
 
-    async def received() -> list[dict[str, Any]] | None:
-        found = await _inbox(api, resident, ticket)
-        return found or None
+    async def received() -> list[dict[str, Any]]:
+        return await _inbox(api, resident, ticket)
 
     mine = await wait_for(received)
     assert [n["kind"] for n in mine] == ["request.progress"] and mine[0]["personal"]
@@ -83,9 +82,9 @@ async def test_residents_and_staff_hear_of_each_step_once(
         "__typename"
     ] == ("RequestResult")
 
-    async def accepted() -> list[dict[str, Any]] | None:
+    async def accepted() -> list[dict[str, Any]]:
         notices = await _inbox(api, resident, ticket)
-        return notices if len(notices) == 2 else None
+        return notices if len(notices) == 2 else []
 
     notices = await wait_for(accepted)
     assert sorted(n["title"].split("（")[0] for n in notices) == ["诉求已受理", "诉求已收到"]
@@ -118,9 +117,8 @@ async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
     )
     ticket = submitted["submitRequest"]["ticket"]
 
-    async def delivered() -> list[Any] | None:
-        found = [r for r in receiver.at("/sms") if r.json()["payload"].get("ticket") == ticket]
-        return found or None
+    async def delivered() -> list[Any]:
+        return [r for r in receiver.at("/sms") if r.json()["payload"].get("ticket") == ticket]
 
     hits = await wait_for(delivered)
     assert len(hits) == 1
