@@ -48,5 +48,5 @@ lint: $(INSTALLED)
 	$(BIN)/mypy .
 
 bench: $(INSTALLED) services
-	$(BIN)/python -m tests.bench.hierarchy && $(BIN)/python -m tests.bench.geography && $(BIN)/python -m tests.bench.heat
+	$(BIN)/python -m tests.bench.hierarchy && $(BIN)/python -m tests.bench.geography && $(BIN)/python -m tests.bench.heat && $(BIN)/python -m tests.bench.workflows
 	$(BIN)/python -m tests.bench.intake
