@@ -548,6 +548,9 @@ def webhook_add_command(
             min=1, max=webhooks.MAX_BACKOFF_SECONDS, help="Seconds before the 2nd attempt; doubles."
         ),
     ] = webhooks.DEFAULT_BACKOFF_SECONDS,
+    personal_data: Annotated[
+        bool, typer.Option("--personal-data", help="Send residents' phone numbers (an SMS gateway).")
+    ] = False,
 ) -> None:
     """Add a webhook endpoint and print its signing secret (shown this once)."""
     try:
@@ -566,6 +569,7 @@ def webhook_add_command(
             scope=resolved[1],
             max_attempts=max_attempts,
             backoff_seconds=backoff,
+            personal_data=personal_data,
         )
         return await _in_tenant_cli(
             database, tenant, lambda session, actor: webhooks.create_endpoint(session, actor, spec)

@@ -58,6 +58,10 @@ class CreateWebhookEndpointInput:
     backoff_seconds: int = strawberry.field(
         default=DEFAULT_BACKOFF_SECONDS, description="Wait before the 2nd attempt; it doubles each time."
     )
+    personal_data: bool = strawberry.field(
+        default=False,
+        description="Send residents' phone numbers as the recipient (an SMS gateway); otherwise withheld.",
+    )
 
 
 @strawberry.type
@@ -145,6 +149,7 @@ class NotificationsMutation:
                 node=node,
                 max_attempts=input.max_attempts,
                 backoff_seconds=input.backoff_seconds,
+                personal_data=input.personal_data,
             )
             endpoint, secret = await webhooks.create_endpoint(session, actor, spec)
             return WebhookEndpointCreated(endpoint=endpoint_of(endpoint), secret=secret)

@@ -79,6 +79,7 @@ class WebhookEndpointItem:
     active: bool
     max_attempts: int
     backoff_seconds: int
+    personal_data: bool = strawberry.field(description="Receives residents' phone numbers.")
     created_at: datetime
 
 
@@ -92,6 +93,7 @@ def endpoint_of(row: WebhookEndpoint) -> WebhookEndpointItem:
         active=row.active,
         max_attempts=row.max_attempts,
         backoff_seconds=row.backoff_seconds,
+        personal_data=row.personal_data,
         created_at=row.created_at,
     )
 

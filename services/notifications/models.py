@@ -72,6 +72,8 @@ class WebhookEndpoint(Base):
     active: Mapped[bool] = mapped_column(Boolean, server_default=text("true"))
     max_attempts: Mapped[int] = mapped_column(SmallInteger, server_default="8")
     backoff_seconds: Mapped[int] = mapped_column(Integer, server_default="10")
+    # Whether it may receive personal data: a resident's phone number as the recipient (an SMS gateway).
+    personal_data: Mapped[bool] = mapped_column(Boolean, server_default=text("false"))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 

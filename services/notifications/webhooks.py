@@ -103,6 +103,7 @@ class EndpointSpec:
     scope: str | None = None  # or a scope path directly (operators)
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     backoff_seconds: int = DEFAULT_BACKOFF_SECONDS
+    personal_data: bool = False
 
 
 def check_url(url: str) -> str:
@@ -136,6 +137,7 @@ def _checked(spec: EndpointSpec) -> EndpointSpec:
         scope=spec.scope,
         max_attempts=spec.max_attempts,
         backoff_seconds=spec.backoff_seconds,
+        personal_data=spec.personal_data,
     )
 
 
@@ -176,6 +178,7 @@ async def create_endpoint(
         kinds=list(spec.kinds),
         max_attempts=spec.max_attempts,
         backoff_seconds=spec.backoff_seconds,
+        personal_data=spec.personal_data,
     )
     session.add(endpoint)
     try:
@@ -342,7 +345,16 @@ def backoff(base_seconds: int, attempts: int) -> int:
     return int(min(base_seconds * 2 ** max(attempts - 1, 0), MAX_BACKOFF_SECONDS))
 
 
-def webhook_body(notification: Notification, tenant_code: str) -> bytes:
+def recipient_for(notification: Notification, endpoint: WebhookEndpoint) -> str | None:
+    """The recipient as this endpoint may see it: a phone number only for endpoints allowed personal data
+    (the SMS gateway); others learn that a resident was told, not how to reach them."""
+    recipient = notification.owner_principal
+    if recipient is not None and recipient.startswith("phone:") and not endpoint.personal_data:
+        return "phone:withheld"
+    return recipient
+
+
+def webhook_body(notification: Notification, tenant_code: str, recipient: str | None = None) -> bytes:
     document: dict[str, Any] = {
         "id": notification.id,
         "kind": notification.kind,
@@ -354,7 +366,7 @@ def webhook_body(notification: Notification, tenant_code: str) -> bytes:
         "scope": notification.scope,
         "created_at": notification.created_at.isoformat(),
         # Who it is for (a principal, or phone:<digits> for an SMS gateway); null: the staff of `scope`.
-        "recipient": notification.owner_principal,
+        "recipient": recipient,
     }
     return json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode()
 
@@ -397,7 +409,7 @@ async def attempt(
         await session.flush()
         return Attempt("dead")
     tenant_code = await session.scalar(select(City.code).where(City.tenant_id == tenant_id))
-    body = webhook_body(notification, str(tenant_code))
+    body = webhook_body(notification, str(tenant_code), recipient_for(notification, endpoint))
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

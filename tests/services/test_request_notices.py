@@ -99,8 +99,17 @@ async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
             session,
             system,
             EndpointSpec(
-                name="sms", url=receiver.plan("/sms", 200), kinds=("request.progress",), backoff_seconds=1
+                name="sms",
+                url=receiver.plan("/sms", 200),
+                kinds=("request.progress",),
+                backoff_seconds=1,
+                personal_data=True,
             ),
+        )
+        await webhooks.create_endpoint(
+            session,
+            system,
+            EndpointSpec(name="dashboard", url=receiver.plan("/dashboard", 200), backoff_seconds=1),
         )
     lon, lat = city.point(1)
     submitted = await api.gql(
@@ -129,3 +138,14 @@ async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
         secret, headers["x-liaison-timestamp"], hits[0].body, headers["x-liaison-signature"]
     )
     assert json.loads(hits[0].body)["tenant"] == city.tenant.code
+
+    async def mirrored() -> list[Any]:
+        return [
+            r
+            for r in receiver.at("/dashboard")
+            if r.json()["payload"].get("ticket") == ticket and r.json()["kind"] == "request.progress"
+        ]
+
+    # An endpoint not allowed personal data learns a resident was told, not their number.
+    copies = await wait_for(mirrored)
+    assert copies[0].json()["recipient"] == "phone:withheld" and b"13900001234" not in copies[0].body

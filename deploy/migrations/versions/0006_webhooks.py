@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("active", sa.Boolean(), server_default=sa.text("true"), nullable=False),
         sa.Column("max_attempts", sa.SmallInteger(), server_default="8", nullable=False),
         sa.Column("backoff_seconds", sa.Integer(), server_default="10", nullable=False),
+        sa.Column("personal_data", sa.Boolean(), server_default=sa.text("false"), nullable=False),
         sa.Column("created_at", TIMESTAMP, server_default=sa.text("now()"), nullable=False),
         sa.CheckConstraint(
             "backoff_seconds BETWEEN 1 AND 300", name=op.f("ck_webhook_endpoints_backoff_seconds")
