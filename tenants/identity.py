@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,8 +17,13 @@ from tenants.models import City, RoleAssignment, User
 from tenants.roles import Role
 
 _hasher = PasswordHasher()
-# Verified against when the username is unknown, so both failures take the same time.
-_DUMMY_HASH = _hasher.hash("liaison-grid-no-such-user")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against when the username is unknown, so both failures take the same time (made on first
+    use: hashing costs ~0.3 s, which every process start would otherwise pay)."""
+    return _hasher.hash("liaison-grid-no-such-user")
 
 
 def hash_password(password: str) -> str:
@@ -95,7 +101,7 @@ async def authenticate(database: Database, tenant_id: int, username: str, passwo
             )
         )
         if user is None:
-            verify_password(_DUMMY_HASH, password)
+            verify_password(_dummy_hash(), password)
             return None
         if not verify_password(user.password_hash, password):
             return None
