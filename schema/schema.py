@@ -8,6 +8,7 @@ from typing import Any
 import strawberry
 from graphql import GraphQLError
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
@@ -109,12 +110,17 @@ def _mask(error: GraphQLError) -> bool:
 
 def build_schema(config: ApiConfig) -> strawberry.Schema:
     # Factories, so each request gets fresh extension instances.
+    # The limiters' rule classes are made once: each limiter builds a new class when constructed, and the
+    # validation cache is keyed by the rule classes, so per-request limiters made every lookup miss.
+    limit_rules = [
+        *QueryDepthLimiter(max_depth=config.max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=config.max_aliases).validation_rules,
+    ]
     extensions: list[Any] = [
         Transaction,
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
-        lambda: QueryDepthLimiter(max_depth=config.max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=config.max_aliases),
+        lambda: AddValidationRules(limit_rules),
         lambda: MaxTokensLimiter(max_token_count=config.max_tokens),
     ]
     if not config.introspection:
