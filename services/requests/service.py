@@ -98,6 +98,12 @@ async def _step(
     )
 
 
+async def _stop_the_clocks(session: AsyncSession, request: Request, moment: datetime) -> None:
+    """Nothing is due any more (resolved, merged, rejected, closed): no colour, no pending deadline."""
+    request.supervision = "none"
+    await cancel_all(session, request, moment)
+
+
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
 
@@ -198,8 +204,7 @@ async def resolve(
     event = await _step(session, actor, request, "resolve", moment, note=note)
     request.resolution_round += 1
     request.resolved_at = moment
-    request.supervision = "none"
-    await cancel_all(session, request, moment)
+    await _stop_the_clocks(session, request, moment)
     await schedule_auto_close(session, request, moment)
     await tell_submitter(session, request, f"event:{event.id}", "诉求已办理完毕，请评价", event.note)
     return request
@@ -296,8 +301,7 @@ async def merge(
         raise Conflict("only requests of the same category can be merged", field="intoId")
     event = await _step(session, actor, request, "merge", moment, note=note, payload={"into": target.ticket})
     request.merged_into_id = target.id
-    request.supervision = "none"
-    await cancel_all(session, request, moment)
+    await _stop_the_clocks(session, request, moment)
     await tell_submitter(
         session, request, f"event:{event.id}", f"诉求已并入 {target.ticket} 一并办理", event.note
     )
@@ -316,8 +320,7 @@ async def reject(
     moment = _now(now)
     request = await repository.get(session, tenant_id, request_id, for_update=True)
     event = await _step(session, actor, request, "reject", moment, note=note)
-    request.supervision = "none"
-    await cancel_all(session, request, moment)
+    await _stop_the_clocks(session, request, moment)
     await tell_submitter(session, request, f"event:{event.id}", "诉求不予受理", event.note)
     return request
 
@@ -397,7 +400,7 @@ async def rate(
     if solved and score >= settings.rating_threshold:
         event = await _step(session, rater, request, "close", moment, note=comment, payload=payload)
         request.closed_at = moment
-        await cancel_all(session, request, moment)
+        await _stop_the_clocks(session, request, moment)
         await tell_submitter(session, request, f"event:{event.id}", "感谢评价，诉求已办结")
         return request
     reason = comment or (
