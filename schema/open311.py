@@ -341,6 +341,7 @@ class Open311:
             photo_urls=(media,) if media else (),
             contact_name=full_name(_optional(values, "first_name", 50), _optional(values, "last_name", 50)),
             contact_phone=_optional(values, "phone", 32),
+            contact_email=_optional(values, "email", 254),
             external_id=token,
             owner_principal=owner,
         )

@@ -57,6 +57,7 @@ class SubmitRequestInput:
     channel: Channel = Channel.APP
     contact_name: str | None = None
     contact_phone: str | None = strawberry.field(default=None, description="For follow-up by SMS or phone.")
+    contact_email: str | None = None
     tenant: str | None = strawberry.field(default=None, description="The city's code, when not signed in.")
 
 
@@ -149,6 +150,7 @@ class RequestsMutation:
             photo_urls=tuple(input.photo_urls or ()),
             contact_name=input.contact_name,
             contact_phone=input.contact_phone,
+            contact_email=input.contact_email,
             owner_principal=owner,
         )
 

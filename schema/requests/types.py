@@ -164,6 +164,7 @@ class WorkOrder(Node):
         description="Personal data: shown to staff and the submitter only."
     )
     contact_phone: str | None
+    contact_email: str | None
 
     @strawberry.field(description="The point in WGS84, if one was given.")
     def longitude(self) -> float | None:
@@ -276,6 +277,7 @@ def work_order(row: RequestRow) -> WorkOrder:
         unrouted=row.station_id is None,
         contact_name=row.contact_name,
         contact_phone=row.contact_phone,
+        contact_email=row.contact_email,
     )
 
 

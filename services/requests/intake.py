@@ -7,6 +7,7 @@ which the resident who submits does not. The resident is recorded as the request
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -48,6 +49,7 @@ class Submission:
     photo_urls: tuple[str, ...] = ()
     contact_name: str | None = None
     contact_phone: str | None = None
+    contact_email: str | None = None
     external_id: str | None = None
     submitted_at: datetime | None = None
     owner_principal: str | None = None
@@ -74,6 +76,16 @@ def _clean(value: str | None, limit: int, name: str) -> str | None:
     if len(value) > limit:
         raise InvalidInput(f"{name} is longer than {limit} characters", field=name)
     return value or None
+
+
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+
+
+def _email(value: str | None) -> str | None:
+    cleaned = _clean(value, 254, "contactEmail")
+    if cleaned is not None and not EMAIL.fullmatch(cleaned):
+        raise InvalidInput(f"{cleaned!r} is not an email address", field="contactEmail")
+    return cleaned
 
 
 def _point(submission: Submission) -> tuple[float, float] | None:
@@ -168,6 +180,7 @@ async def submit(
         owner_principal=submission.owner_principal,
         contact_name=_clean(submission.contact_name, 100, "contactName"),
         contact_phone=_clean(submission.contact_phone, 32, "contactPhone"),
+        contact_email=_email(submission.contact_email),
         state=SUBMITTED,
         level=LEVELS.index(responsible),
         responsible=responsible,

@@ -164,6 +164,7 @@ class Request(Base):
     owner_principal: Mapped[str | None] = mapped_column(String(100))
     contact_name: Mapped[str | None] = mapped_column(String(100))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
+    contact_email: Mapped[str | None] = mapped_column(String(254))
 
     state: Mapped[str] = mapped_column(String(16))
     # The level handling it: 0 community (station), 1 deputy, 2 department.

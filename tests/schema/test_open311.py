@@ -244,10 +244,17 @@ async def test_post_as_json_and_personal_data_kept_but_never_shown(
     ticket = created["service_request_id"]
     with psycopg.connect(owner_dsn) as conn:
         stored = conn.execute(
-            "SELECT channel, contact_name, contact_phone, external_id FROM requests WHERE ticket = %s",
+            "SELECT channel, contact_name, contact_phone, contact_email, external_id FROM requests "
+            "WHERE ticket = %s",
             (ticket,),
         ).fetchone()
-    assert stored == ("open311", "Xiaoming Wangxyz", "13912345678", created["token"])
+    assert stored == (
+        "open311",
+        "Xiaoming Wangxyz",
+        "13912345678",
+        "xiaoming.private@example.com",
+        created["token"],
+    )
 
     params = {"jurisdiction_id": "openville"}
     bodies = [

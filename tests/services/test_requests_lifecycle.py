@@ -118,6 +118,7 @@ async def test_bad_input_is_refused_with_the_field(database: Database, city: Cit
         ({"lon": 200.0}, "location"),
         ({"crs": "mars"}, "crs"),
         ({"channel": "fax"}, "channel"),
+        ({"contact_email": "not-an-address"}, "contactEmail"),
     ]
     for overrides, field in cases:
         with pytest.raises(InvalidInput) as caught:
