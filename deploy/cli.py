@@ -63,6 +63,8 @@ webhook_app = typer.Typer(help="Webhook endpoints that receive notices.", no_arg
 app.add_typer(webhook_app, name="webhook")
 apikey_app = typer.Typer(help="Open311 api keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
+requests_app = typer.Typer(help="Residents' requests.", no_args_is_help=True)
+app.add_typer(requests_app, name="requests")
 console = Console(stderr=True)
 out = Console()
 
@@ -510,6 +512,21 @@ def apikey_list_command(tenant: Annotated[str, typer.Option(help="Tenant code.")
         revoked = f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
         table.add_row(key.name, str(key.scope), f"{key.created_at:%Y-%m-%d %H:%M}", revoked)
     out.print(table)
+
+
+@requests_app.command("relocate")
+def requests_relocate_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+    """Locate the manual-routing queue again (after importing grid cells) and route what a cell now covers."""
+    from services.requests.relocate import RelocateReport, relocate_unrouted
+
+    async def work(session: AsyncSession, actor: TenantContext) -> RelocateReport:
+        return await relocate_unrouted(session, actor.tenant_id)
+
+    report = run_with_database(lambda db: _in_tenant_cli(db, tenant, work))
+    if isinstance(report, str):
+        fail(report)
+    routed, tried, outside = report.routed, report.tried, report.still_outside
+    out.print(f"{routed} of {tried} queued requests routed; {outside} still outside every grid cell")
 
 
 async def _in_tenant_cli(

@@ -22,10 +22,11 @@ from services.errors import InvalidInput
 from services.requests import repository
 from services.requests.config_cache import city_config
 from services.requests.deadlines import schedule_deadlines
-from services.requests.lifecycle import LEVELS, REQUEST, SUBMITTED
+from services.requests.lifecycle import REQUEST, SUBMITTED
 from services.requests.models import Request
 from services.requests.notices import tell_staff, tell_submitter
 from services.requests.repository import DuplicateHint
+from services.requests.routing import route
 from services.workflow.service import record
 from tenants.context import TenantContext, city_scope
 
@@ -148,14 +149,7 @@ async def submit(
         # Routed by the boundaries in force now, when it enters the system (a hotline file may be older).
         placement = (await locate(session, tenant_id, point[0], point[1], now)).placement
     scope = placement.station.scope if placement is not None else city_scope(tenant_id)
-    rule = await repository.routing_rule(session, tenant_id, category.id, scope) if placement else None
-    responsible = rule.responsible if rule is not None else "station"
-    assignee = rule.assignee if rule is not None else None
-    department = rule.department if rule is not None else None
-    if placement is not None and responsible == "deputy" and assignee is None:
-        assignee = await repository.deputy_of(session, tenant_id, scope)
-    if responsible == "department" and department is None:
-        department = settings.default_department
+    routed_to = await route(session, tenant_id, category.id, placement, settings)
 
     calendar = config.calendar
     request_id = await repository.next_request_id(session)
@@ -182,10 +176,10 @@ async def submit(
         contact_phone=_clean(submission.contact_phone, 32, "contactPhone"),
         contact_email=_email(submission.contact_email),
         state=SUBMITTED,
-        level=LEVELS.index(responsible),
-        responsible=responsible,
-        assignee=assignee,
-        department=department,
+        level=routed_to.level,
+        responsible=routed_to.responsible,
+        assignee=routed_to.assignee,
+        department=routed_to.department,
         submitted_at=submitted_at,
         response_due_at=calendar.deadline(submitted_at, category.response_days),
         resolution_due_at=calendar.deadline(submitted_at, category.resolution_days),
@@ -222,7 +216,7 @@ async def submit(
         to_state=SUBMITTED,
         actor=submission.owner_principal or f"channel:{submission.channel}",
         note="已受理，等待处理" if routed else "位置不在任何网格内，等待人工分派",
-        payload={"channel": submission.channel, "routed": routed, "responsible": responsible},
+        payload={"channel": submission.channel, "routed": routed, "responsible": routed_to.responsible},
         at=now,
     )
     return Receipt(request.id, request.ticket, request.state, routed, created=True, duplicates=duplicates)

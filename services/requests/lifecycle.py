@@ -40,7 +40,8 @@ REQUEST = StateMachine(
         step("resolve", {ASSIGNED, IN_PROGRESS}, RESOLVED, HANDLERS, note=True),
         # A station sends back what is not its to handle; a dispatcher routes it again.
         step("return", {SUBMITTED, ACCEPTED, ASSIGNED, IN_PROGRESS}, RETURNED, STAFF, note=True),
-        step("reroute", {SUBMITTED, RETURNED}, SUBMITTED, DISPATCHERS),
+        # By hand (a dispatcher), or by the system once new grid cells cover the point.
+        step("reroute", {SUBMITTED, RETURNED}, SUBMITTED, (*DISPATCHERS, SYSTEM)),
         step("merge", OPEN_STATES, MERGED, STAFF, note=True),
         step("reject", {SUBMITTED, ACCEPTED, RETURNED}, REJECTED, STAFF, note=True),
         # Only the submitter's rating (or the beat job, when none comes) ends or reopens a resolution.

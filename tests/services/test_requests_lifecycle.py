@@ -8,13 +8,16 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from shapely import MultiPolygon, box
 from sqlalchemy import func, select, text
 
+from geo.boundaries import add_grid_cell
 from services.audit.service import verify
 from services.errors import Conflict, InvalidInput
 from services.requests import service
 from services.requests.intake import Submission, intake_context, submit
 from services.requests.models import Request
+from services.requests.relocate import relocate_unrouted
 from services.requests.service import Actor
 from services.timers.models import Timer
 from services.timers.service import sweep
@@ -271,3 +274,41 @@ async def test_deadlines_count_working_days_and_escalate_across_a_holiday(
             .where(WorkflowEvent.subject_id == receipt.request_id, WorkflowEvent.step == "escalate")
         )
     assert escalations == 2
+
+
+async def test_the_manual_routing_queue_is_routed_once_a_new_cell_covers_it(
+    database: Database, city: City
+) -> None:
+    lon, lat = 116.50, 39.95  # outside the four cells
+    queued = await _submit(database, city, lon=lon, lat=lat)
+    stays = await _submit(database, city, lon=100.0, lat=30.0)
+    assert not queued.routed and not stays.routed
+    system = TenantContext.whole_tenant(city.tenant.tenant_id, "system:test")
+    async with unit_of_work(database, system) as session:
+        await add_grid_cell(
+            session,
+            tenant_id=city.tenant.tenant_id,
+            station_id=city.stations[3].id,
+            station_scope=city.stations[3].scope,
+            code="G-new",
+            name="新划网格",
+            geometry=MultiPolygon([box(116.49, 39.94, 116.51, 39.96)]),
+        )
+    async with unit_of_work(database, system) as session:
+        report = await relocate_unrouted(session, city.tenant.tenant_id)
+    assert report.routed >= 1 and report.still_outside >= 1
+    routed = await _request(database, city, queued.request_id)
+    assert (routed.station_id, routed.scope, routed.state) == (
+        city.stations[3].id,
+        city.stations[3].scope,
+        "submitted",
+    )
+    assert (await _request(database, city, stays.request_id)).station_id is None
+    async with unit_of_work(database, system) as session:
+        again = await relocate_unrouted(session, city.tenant.tenant_id)
+        steps = (
+            await session.scalars(
+                select(WorkflowEvent.step).where(WorkflowEvent.subject_id == queued.request_id)
+            )
+        ).all()
+    assert again.routed == 0 and list(steps) == ["submit", "reroute"]
