@@ -33,7 +33,7 @@ from schema.identity.queries import IdentityQuery
 from schema.mediation.mutations import MediationMutation
 from schema.mediation.queries import MediationQuery
 from schema.meetings.mutations import MeetingsMutation
-from schema.meetings.queries import MeetingsQuery
+from schema.meetings.queries import MeetingsQuery, load_meeting
 from schema.notifications.mutations import NotificationsMutation
 from schema.notifications.queries import NotificationsQuery
 from schema.permissions import SIGNED_IN
@@ -66,6 +66,8 @@ class Query(
             return await load_grid_cell(info, key)
         if type_name == "Request":
             return await load_request(info, key)
+        if type_name == "Meeting":
+            return await load_meeting(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None

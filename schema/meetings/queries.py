@@ -70,3 +70,11 @@ class MeetingsQuery:
         async with info.context.db() as session:
             rows = await repository.invitations_of_principal(session, principal.tenant_id, principal.sub)
         return [MeetingInvitation(row=row) for row in rows]
+
+
+async def load_meeting(info: Info, key: int) -> Meeting | None:
+    """node(id:) for a meeting: the caller sees it if row-level security does."""
+    tenant_id = info.context.require_principal().tenant_id
+    async with info.context.db() as session:
+        row = await repository.meeting(session, tenant_id, key)
+    return meeting_of(row) if row is not None else None

@@ -8,7 +8,7 @@ from enum import Enum
 import strawberry
 
 from schema.context import Info
-from schema.relay import encode_id
+from schema.relay import Node, encode_id
 from services.meetings import repository, service
 from services.meetings.models import ActionItem as ActionRow
 from services.meetings.models import Invitation as InvitationRow
@@ -187,15 +187,11 @@ class MeetingVotes:
 
 
 @strawberry.type(description="A six-party joint meeting (六方联席会议) of a station.")
-class Meeting:
+class Meeting(Node):
     row: strawberry.Private[MeetingRow]
     # Filled by list resolvers in one query for the whole page; loaded on demand otherwise.
     invitation_rows: strawberry.Private[list[InvitationRow] | None] = None
     action_rows: strawberry.Private[list[ActionRow] | None] = None
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return encode_id("Meeting", self.row.id)
 
     @strawberry.field
     def station_id(self) -> strawberry.ID:
@@ -341,4 +337,4 @@ class Meeting:
 def meeting_of(
     row: MeetingRow, invitations: list[InvitationRow] | None = None, actions: list[ActionRow] | None = None
 ) -> Meeting:
-    return Meeting(row=row, invitation_rows=invitations, action_rows=actions)
+    return Meeting(id=encode_id("Meeting", row.id), row=row, invitation_rows=invitations, action_rows=actions)

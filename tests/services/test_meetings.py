@@ -436,6 +436,8 @@ async def test_another_station_cannot_see_or_act(api: Api, town: Town) -> None:
             "query($id: ID!) { meeting(id: $id) { id } meetings { id } }", {"id": meeting_id}, token
         )
         assert seen == {"meeting": None, "meetings": []}
+        as_node = await api.gql("query($id: ID!) { node(id: $id) { id } }", {"id": meeting_id}, token)
+        assert as_node == {"node": None}
         answer = await reply(api, token, invitation_id, True)
         assert answer["code"] == "NOT_FOUND", answer
     for name in ("confirmMeeting", "tallyMeetingVotes"):
@@ -449,6 +451,11 @@ async def test_another_station_cannot_see_or_act(api: Api, town: Town) -> None:
         outsider_staff,
     )
     assert cancelled["code"] == "NOT_FOUND"
+    for reader in (staff, owner):
+        node = await api.gql(
+            "query($id: ID!) { node(id: $id) { id ... on Meeting { state } } }", {"id": meeting_id}, reader
+        )
+        assert node["node"] == {"id": meeting_id, "state": "INVITING"}
     # A party may not take the organiser's steps, even on a meeting it sees.
     forbidden = await step(api, "confirmMeeting", meeting_id, owner)
     assert forbidden["code"] == "FORBIDDEN"
