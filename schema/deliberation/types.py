@@ -4,14 +4,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.context import Info
+from schema.loaders import children, workflow_history
 from schema.relay import Node, encode_id
 from services.deliberation import models, repository, service
-from services.workflow.service import history
 from tenants.roles import Role
 
 
@@ -212,9 +213,13 @@ class Deliberation(Node):
 
     @strawberry.field(description="Seated and waitlisted registrants (a resident sees their own only).")
     async def registrations(self, info: Info) -> list[Registration]:
-        async with info.context.db() as session:
-            rows = await repository.registrations(session, self.row.tenant_id, self.row.id)
-        return [registration_of(row) for row in rows]
+        tenant_id = self.row.tenant_id
+
+        async def load_many(session: AsyncSession, ids: list[int]) -> list[Any]:
+            return await repository.registrations_of_many(session, tenant_id, ids)
+
+        loader = children(info, "deliberation:registrations", load_many, lambda row: int(row.deliberation_id))
+        return [registration_of(row) for row in await loader.load(self.row.id)]
 
     @strawberry.field(description="The caller's own registration, if any.")
     async def my_registration(self, info: Info) -> Registration | None:
@@ -254,8 +259,7 @@ class Deliberation(Node):
 
     @strawberry.field(description="The steps taken (staff see every step; residents none).")
     async def history(self, info: Info) -> list[DeliberationStep]:
-        async with info.context.db() as session:
-            events = await history(session, self.row.tenant_id, "deliberation", self.row.id)
+        events = await workflow_history(info, self.row.tenant_id, "deliberation").load(self.row.id)
         return [
             DeliberationStep(
                 step=e.step, from_state=e.from_state, to_state=e.to_state, actor=e.actor, note=e.note, at=e.at

@@ -1,14 +1,32 @@
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import date, datetime
 from enum import Enum
+from typing import Any
 
 import strawberry
+from sqlalchemy.ext.asyncio import AsyncSession
+from strawberry.dataloader import DataLoader
 
 from schema.context import Info
+from schema.loaders import children, workflow_history
 from schema.relay import Node, encode_id
 from services.mediation import models, repository, service
-from services.workflow.service import history
+
+
+def _children(
+    info: Info,
+    tenant_id: int,
+    name: str,
+    load: Callable[[AsyncSession, int, Sequence[int]], Awaitable[Sequence[Any]]],
+) -> DataLoader[int, list[Any]]:
+    """A case's parties, levels or sessions, gathered for every case of the page at once."""
+
+    async def load_many(session: AsyncSession, ids: list[int]) -> Sequence[Any]:
+        return await load(session, tenant_id, ids)
+
+    return children(info, f"mediation:{name}", load_many, lambda row: int(row.case_id))
 
 
 @strawberry.enum(name="MediationCaseType")
@@ -101,15 +119,15 @@ class MediationCase(Node):
 
     @strawberry.field(description="The parties (a party sees their own entry only).")
     async def parties(self, info: Info) -> list[MediationParty]:
-        async with info.context.db() as session:
-            rows = await repository.parties(session, self.row.tenant_id, [self.row.id])
+        rows = await _children(info, self.row.tenant_id, "parties", repository.parties).load(self.row.id)
         return [MediationParty(name=r.name, role=PartyRole(r.role)) for r in rows]
 
     @strawberry.field(description="The levels reached, with their sessions (staff only).")
     async def levels(self, info: Info) -> list[MediationLevel]:
-        async with info.context.db() as session:
-            levels = await repository.levels(session, self.row.tenant_id, [self.row.id])
-            sittings = await repository.sessions(session, self.row.tenant_id, [self.row.id])
+        levels = await _children(info, self.row.tenant_id, "levels", repository.levels).load(self.row.id)
+        sittings = await _children(info, self.row.tenant_id, "sessions", repository.sessions).load(
+            self.row.id
+        )
         return [
             MediationLevel(
                 level=lv.level,
@@ -137,8 +155,7 @@ class MediationCase(Node):
 
     @strawberry.field(description="The steps taken (staff only).")
     async def history(self, info: Info) -> list[MediationStep]:
-        async with info.context.db() as session:
-            events = await history(session, self.row.tenant_id, "mediation", self.row.id)
+        events = await workflow_history(info, self.row.tenant_id, "mediation").load(self.row.id)
         return [
             MediationStep(
                 step=e.step, from_state=e.from_state, to_state=e.to_state, actor=e.actor, note=e.note, at=e.at

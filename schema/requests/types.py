@@ -3,17 +3,16 @@ progress of a ticket."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from enum import Enum
 
 import strawberry
 from geoalchemy2.shape import to_shape
 from shapely import Point
-from strawberry.dataloader import DataLoader
 
 from schema.context import Info
 from schema.hierarchy.types import Station, station_of
+from schema.loaders import workflow_history
 from schema.relay import Node, encode_id
 from services.hierarchy.repository import Level
 from services.requests import repository
@@ -22,7 +21,6 @@ from services.requests.lifecycle import REQUEST
 from services.requests.models import Request as RequestRow
 from services.requests.models import RequestCategory as CategoryRow
 from services.requests.service import Actor
-from services.workflow.models import WorkflowEvent
 
 
 @strawberry.enum(
@@ -104,17 +102,9 @@ class DuplicateHint:
 
 
 class RequestLoaders:
-    """Per-request loaders: histories of many requests in one statement, the categories once."""
+    """The city's categories, read once per GraphQL request."""
 
     def __init__(self, info: Info, tenant_id: int) -> None:
-        context = info.context
-
-        async def load_histories(ids: list[int]) -> Sequence[list[WorkflowEvent]]:
-            async with context.db() as session:
-                found = await repository.histories(session, tenant_id, ids)
-            return [found[i] for i in ids]
-
-        self.histories: DataLoader[int, list[WorkflowEvent]] = DataLoader(load_fn=load_histories)
         self._categories: dict[int, CategoryRow] | None = None
         self._info = info
         self._tenant_id = tenant_id
@@ -189,7 +179,7 @@ class WorkOrder(Node):
 
     @strawberry.field(description="Every step, internal notes included.")
     async def history(self, info: Info) -> list[RequestStep]:
-        events = await request_loaders(info).histories.load(self.row.id)
+        events = await workflow_history(info, self.row.tenant_id, REQUEST.name).load(self.row.id)
         return [
             RequestStep(
                 at=e.at,

@@ -12,7 +12,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.errors import InvalidInput, NotFound
 from services.requests.lifecycle import OPEN_STATES
 from services.requests.models import Holiday, Request, RequestCategory, RequestSettings, RoutingRule
-from services.workflow.models import WorkflowEvent
 
 
 async def settings_of(session: AsyncSession, tenant_id: int) -> RequestSettings:
@@ -243,24 +242,6 @@ async def page(
         statement = statement.where(Request.id < before_id)
     rows = list((await session.scalars(statement.order_by(Request.id.desc()).limit(first + 1))).all())
     return rows[:first], total, len(rows) > first
-
-
-async def histories(
-    session: AsyncSession, tenant_id: int, request_ids: list[int]
-) -> dict[int, list[WorkflowEvent]]:
-    found: dict[int, list[WorkflowEvent]] = {request_id: [] for request_id in request_ids}
-    events = await session.scalars(
-        select(WorkflowEvent)
-        .where(
-            WorkflowEvent.tenant_id == tenant_id,
-            WorkflowEvent.workflow == "request",
-            WorkflowEvent.subject_id.in_(request_ids),
-        )
-        .order_by(WorkflowEvent.subject_id, WorkflowEvent.id)
-    )
-    for event in events:
-        found[event.subject_id].append(event)
-    return found
 
 
 async def categories_by_id(session: AsyncSession, tenant_id: int) -> dict[int, RequestCategory]:

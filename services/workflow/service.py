@@ -71,3 +71,22 @@ async def history(
     if public_only:
         statement = statement.where(WorkflowEvent.public.is_(True))
     return list((await session.scalars(statement)).all())
+
+
+async def histories(
+    session: AsyncSession, tenant_id: int, workflow: str, subject_ids: list[int]
+) -> dict[int, list[WorkflowEvent]]:
+    """The steps of several instances in one statement, each instance's in order."""
+    found: dict[int, list[WorkflowEvent]] = {subject_id: [] for subject_id in subject_ids}
+    events = await session.scalars(
+        select(WorkflowEvent)
+        .where(
+            WorkflowEvent.tenant_id == tenant_id,
+            WorkflowEvent.workflow == workflow,
+            WorkflowEvent.subject_id.in_(subject_ids),
+        )
+        .order_by(WorkflowEvent.subject_id, WorkflowEvent.id)
+    )
+    for event in events:
+        found[event.subject_id].append(event)
+    return found

@@ -212,3 +212,29 @@ async def test_mediation_stats_match_counts_kept_independently(
         token=street_staff,
     )
     assert refused.json()["errors"][0]["extensions"]["code"] == "INVALID_INPUT"
+
+
+async def test_a_list_of_cases_costs_the_same_statements_however_long(
+    api: Api, database: Database, alpha: TenantInfo
+) -> None:
+    _, stations = await street_with_stations(database, alpha, -5)
+    station_id, station = stations[0]
+    staff = api.token(alpha, ["station_liaison"], [station], sub="user:950")
+    query = (
+        "{ mediationCases(first: 50) { id parties { name role } levels { level sessions { notes } } "
+        "history { step } } }"
+    )
+
+    async def statements_for_list() -> tuple[int, int]:
+        with api.count_statements() as statements:
+            data = await api.gql(query, token=staff)
+        return len(data["mediationCases"]), len(statements)
+
+    for _ in range(2):
+        await open_case(api, staff, station_id)
+    few, few_statements = await statements_for_list()
+    for _ in range(3):
+        await open_case(api, staff, station_id)
+    more, more_statements = await statements_for_list()
+    assert more == few + 3
+    assert more_statements == few_statements, (few_statements, more_statements)
