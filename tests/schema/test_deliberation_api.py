@@ -229,3 +229,52 @@ async def test_bad_proposals_are_typed_errors(api: Api, database: Database, alph
         )
         assert data["proposeDeliberation"]["code"] == "INVALID_INPUT", change
         assert data["proposeDeliberation"]["field"] == field
+
+
+async def test_a_list_of_deliberations_costs_the_same_statements_however_long(
+    api: Api, database: Database, alpha: TenantInfo
+) -> None:
+    async with database.scoped(TenantContext.whole_tenant(alpha.tenant_id, "system:test")) as session:
+        rows = (
+            await session.execute(
+                select(Station.id, Station.scope).where(Station.tenant_id == alpha.tenant_id)
+            )
+        ).all()
+    station_id, station = sorted(rows, key=lambda r: r[1])[0]
+    staff = api.token(alpha, ["station_liaison"], [station], sub="user:913")
+    now = datetime.now(UTC)
+
+    async def propose() -> None:
+        done = await api.gql(
+            "mutation($input: ProposeDeliberationInput!) "
+            "{ proposeDeliberation(input: $input) { __typename } }",
+            {
+                "input": {
+                    "nodeId": encode_id("Station", station_id),
+                    "topic": "楼道照明改造",
+                    "meetingAt": (now + timedelta(hours=3)).isoformat(),
+                    "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
+                    "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
+                    "capacity": 20,
+                    "quorum": 2,
+                }
+            },
+            staff,
+        )
+        assert done["proposeDeliberation"]["__typename"] == "DeliberationPayload"
+
+    async def statements_for_list() -> tuple[int, int]:
+        with api.count_statements() as statements:
+            data = await api.gql(
+                "{ deliberations { id registrations { status } history { step } } }", token=staff
+            )
+        return len(data["deliberations"]), len(statements)
+
+    for _ in range(2):
+        await propose()
+    few, few_statements = await statements_for_list()
+    for _ in range(3):
+        await propose()
+    more, more_statements = await statements_for_list()
+    assert more == few + 3
+    assert more_statements == few_statements, (few_statements, more_statements)
