@@ -55,12 +55,6 @@ class WorkingCalendar:
             end_day = self.nth_working_day_after(day, working_days)
         return datetime.combine(end_day + timedelta(days=1), time(0), self.timezone)
 
-    def working_days_between(self, start: date, end: date) -> int:
-        """Working days in (start, end]."""
-        return sum(
-            1 for n in range(1, (end - start).days + 1) if self.is_working_day(start + timedelta(days=n))
-        )
-
 
 async def load_calendar(session: AsyncSession, tenant_id: int, timezone: str) -> WorkingCalendar:
     rows = (

@@ -1,11 +1,8 @@
-"""The requests domain's share of the worker: its deadline handlers (fired by `timers.sweep`)."""
+"""The requests domain's share of the worker: importing it registers the deadline handlers that
+`timers.sweep` fires (response and resolution due soon / overdue, and the auto-close of unrated requests)."""
 
 from __future__ import annotations
 
 from services.requests import deadlines
 
-HANDLED_KINDS = (
-    *deadlines.RESPONSE_KINDS,
-    *deadlines.RESOLUTION_KINDS,
-    deadlines.AUTO_CLOSE,
-)
+__all__ = ["deadlines"]
