@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.models import GENESIS_HASH, AuditEntry, AuditHead
@@ -49,31 +49,35 @@ async def append(
 ) -> AuditEntry:
     """Append one link. Appends of one tenant are serialised by the lock on its head row."""
     payload = json.loads(canonical_json(payload))
-    await session.execute(
-        text(
-            "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (:t, 0, :genesis) "
-            "ON CONFLICT (tenant_id) DO NOTHING"
-        ),
-        {"t": tenant_id, "genesis": GENESIS_HASH},
-    )
-    head = (
-        await session.execute(select(AuditHead).where(AuditHead.tenant_id == tenant_id).with_for_update())
-    ).scalar_one()
+    # Take the next number and the previous link's hash in one statement; the row stays locked until the
+    # commit, so a tenant's appends queue here and the chain has no gaps or forks.
+    seq, prev_hash = (
+        await session.execute(
+            text(
+                "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (:t, 1, :genesis) "
+                "ON CONFLICT (tenant_id) DO UPDATE SET last_seq = audit_heads.last_seq + 1 "
+                "RETURNING last_seq, last_hash"
+            ),
+            {"t": tenant_id, "genesis": GENESIS_HASH},
+        )
+    ).one()
     entry = AuditEntry(
         tenant_id=tenant_id,
-        seq=head.last_seq + 1,
+        seq=int(seq),
         at=datetime.now(UTC),
         actor=actor,
         action=action,
         subject=subject,
         scope=scope,
         payload=payload,
-        prev_hash=head.last_hash,
+        prev_hash=str(prev_hash),
     )
     entry.hash = link_hash(entry)
     session.add(entry)
-    head.last_seq, head.last_hash = entry.seq, entry.hash
     await session.flush()
+    await session.execute(
+        update(AuditHead).where(AuditHead.tenant_id == tenant_id).values(last_hash=entry.hash)
+    )
     return entry
 
 
