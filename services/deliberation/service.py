@@ -24,7 +24,7 @@ from services.timers.service import cancel as cancel_timers
 from services.timers.service import schedule
 from services.unit_of_work import unit_of_work
 from services.workflow.machine import SYSTEM, NotAllowed, StateMachine, step
-from services.workflow.service import record
+from services.workflow.service import advance, record
 from tenants.context import TenantContext, scope_is_within
 from tenants.db import Database
 from tenants.roles import Role
@@ -166,19 +166,13 @@ async def _step(
     payload: Mapping[str, object] | None = None,
     now: datetime,
 ) -> None:
-    transition = MACHINE.check(name, deliberation.state, kinds, note)
-    before = deliberation.state
-    deliberation.state = transition.target
-    await record(
+    await advance(
         session,
         MACHINE,
-        tenant_id=deliberation.tenant_id,
-        subject_id=deliberation.id,
-        scope=deliberation.scope,
-        step=name,
-        from_state=before,
-        to_state=transition.target,
+        deliberation,
+        name,
         actor=actor,
+        actor_kinds=kinds,
         note=note,
         public=public,
         payload=dict(payload or {}),

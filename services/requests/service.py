@@ -36,7 +36,7 @@ from services.requests.lifecycle import (
 from services.requests.models import Request, RequestCategory, RequestRating
 from services.requests.notices import tell_assignee, tell_staff, tell_submitter
 from services.workflow.models import WorkflowEvent
-from services.workflow.service import history, record
+from services.workflow.service import advance, history
 from tenants.models import Station, Street
 
 MAX_NOTE = 2000
@@ -76,26 +76,20 @@ async def _step(
     public: bool = True,
     payload: dict[str, Any] | None = None,
 ) -> WorkflowEvent:
-    note = _note(note)
-    transition = REQUEST.check(name, request.state, actor.kinds(request), note)
-    from_state = request.state
-    request.state = transition.target
-    request.updated_at = now
-    return await record(
+    event = await advance(
         session,
         REQUEST,
-        tenant_id=request.tenant_id,
-        subject_id=request.id,
-        scope=request.scope,
-        step=name,
-        from_state=from_state,
-        to_state=request.state,
+        request,
+        name,
         actor=actor.principal,
-        note=note,
+        actor_kinds=actor.kinds(request),
+        note=_note(note),
         public=public,
         payload=payload,
         at=now,
     )
+    request.updated_at = now
+    return event
 
 
 async def _stop_the_clocks(session: AsyncSession, request: Request, moment: datetime) -> None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -90,3 +91,47 @@ async def histories(
     for event in events:
         found[event.subject_id].append(event)
     return found
+
+
+class WorkflowInstance(Protocol):
+    """What `advance` needs of a workflow's row: where it lives and the state it is in."""
+
+    tenant_id: int
+    id: int
+    scope: str
+    state: str
+
+
+async def advance(
+    session: AsyncSession,
+    machine: StateMachine,
+    instance: WorkflowInstance,
+    step: str,
+    *,
+    actor: str,
+    actor_kinds: Iterable[str],
+    note: str | None = None,
+    public: bool = True,
+    payload: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> WorkflowEvent:
+    """Take one declared step: check it against the machine (a typed error if the state or the actor does
+    not allow it), move the instance to the step's target, and record it with its audit link."""
+    transition = machine.check(step, instance.state, actor_kinds, note)
+    from_state = instance.state
+    instance.state = transition.target
+    return await record(
+        session,
+        machine,
+        tenant_id=instance.tenant_id,
+        subject_id=instance.id,
+        scope=instance.scope,
+        step=step,
+        from_state=from_state,
+        to_state=transition.target,
+        actor=actor,
+        note=note,
+        public=public,
+        payload=payload,
+        at=at,
+    )
