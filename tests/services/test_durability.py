@@ -9,7 +9,11 @@ it in pg_stat_activity, and only then kills what it means to kill.
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
+import random
+import re
 import signal
 import socket
 import subprocess
@@ -26,29 +30,33 @@ import psycopg
 import pytest
 import redis
 from celery import Celery
+from kombu import Connection
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import services.meetings.tasks  # noqa: F401  (registers the timer handlers, as the worker does)
+from deploy.cli import worker_argv
 from deploy.seed import seed_synthetic
 from deploy.settings import REPO_ROOT, Settings
 from services.celery_app import (
     DURABLE_SETTINGS,
+    REDIS_TRANSPORT,
     TASK_TIME_LIMIT_SECONDS,
     VISIBILITY_TIMEOUT_SECONDS,
+    RedisTransport,
     celery_app,
 )
 from services.meetings import service
 from services.meetings.models import PARTY_KINDS
 from services.meetings.service import Actor, NewAction, Party, Proposal
+from services.notifications.dispatch import notify
 from services.outbox.service import Publisher, relay_tenant
 from services.timers.service import sweep_tenant
 from services.unit_of_work import UnitOfWork
 from tenants.context import TenantContext
 from tenants.db import Database
 from tenants.principals import resident_scope
-from tests.conftest import TEST_SECRET
-from tests.helpers import wait_for
+from tests.helpers import process_env, wait_for
 
 T = TypeVar("T")
 SHORT_VISIBILITY, SHORT_LIMIT = 6, 4
@@ -97,6 +105,13 @@ class PrivateRedis:
             self.process.wait(timeout=15)
         self.process = None
 
+    def kill(self) -> None:
+        """SIGKILL: gone at once; every write is in the AOF already (fsync always)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout=15)
+        self.process = None
+
 
 def child_pids(pid: int) -> list[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children")
@@ -114,29 +129,44 @@ class Workers:
     def env(self, broker: str, name: str, extra: dict[str, str] | None = None) -> dict[str, str]:
         # application_name tells this process's database sessions apart in pg_stat_activity.
         url = make_url(self.settings.database_url).update_query_dict({"application_name": name})
-        return {
-            **os.environ,
-            "DATABASE_URL": url.render_as_string(hide_password=False),
-            "CELERY_BROKER_URL": broker,
-            "LIAISON_JWT_SECRET": TEST_SECRET,
+        app_url = make_url(self.settings.app_url).update_query_dict({"application_name": name})
+        # Nothing the caller's shell exports for Celery (it reads CELERY_* itself) or the app's database
+        # reaches these processes: they use this module's broker and the run's database.
+        return process_env(
+            url.render_as_string(hide_password=False),
+            broker,
+            APP_DATABASE_URL=app_url.render_as_string(hide_password=False),
             **(extra or {}),
-        }
+        )
 
     def log(self, name: str) -> Path:
         return self.directory / f"{name}.log"
 
-    def worker(self, broker: str, name: str, extra: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        log = self.log(name)
-        argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", "--concurrency=1"]
-        argv += ["--loglevel=info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
-        argv += [f"--hostname={name}@%h", f"--logfile={log}"]
-        process = self._start(argv, self.env(broker, name, extra))
+    def worker(
+        self, broker: str, name: str, extra: dict[str, str] | None = None, argv: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        process = self.start_worker(broker, name, extra, argv)
         deadline = time.monotonic() + 60
-        while not (log.exists() and "ready." in log.read_text()):
+        while not self.ready(name):
             if process.poll() is not None or time.monotonic() > deadline:
+                log = self.log(name)
                 raise RuntimeError(f"worker {name} did not start:\n{log.read_text() if log.exists() else ''}")
             time.sleep(0.1)
         return process
+
+    def start_worker(
+        self, broker: str, name: str, extra: dict[str, str] | None = None, argv: list[str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start a worker without waiting for it (`argv`: the command up to its own flags)."""
+        if argv is None:
+            argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", "--concurrency=1"]
+            argv += ["--loglevel=info", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        argv = [*argv, f"--hostname={name}@%h", f"--logfile={self.log(name)}"]
+        return self._start(argv, self.env(broker, name, extra))
+
+    def ready(self, name: str) -> bool:
+        log = self.log(name)
+        return log.exists() and "ready." in log.read_text()
 
     def beat(self, broker: str, name: str) -> subprocess.Popen[bytes]:
         argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "beat", "--loglevel=info"]
@@ -224,6 +254,12 @@ async def town(database: Database, owner_dsn: str) -> Town:
 
 
 @pytest.fixture(scope="module")
+async def kill_town(database: Database, owner_dsn: str) -> Town:
+    """A tenant of the kill test alone: its relay passes send nothing of the other tests."""
+    return await seeded(database, owner_dsn, "killtown")
+
+
+@pytest.fixture(scope="module")
 async def clock_town(database: Database, owner_dsn: str) -> Town:
     """A tenant whose clock a test moves: only its own timers are swept."""
     return await seeded(database, owner_dsn, "clocktown")
@@ -238,6 +274,8 @@ class Sent:
     def __init__(self, url: str | None) -> None:
         self.app = Celery("durability-probe", broker=url) if url else None
         if self.app is not None:  # a broker that is down fails the publish at once: the relay sends it later
+            # Named as the write URL too, or an exported CELERY_BROKER_URL would win over `url`.
+            self.app.conf.update(broker_write_url=url)
             self.app.conf.broker_connection_timeout = 1
             self.app.conf.broker_transport_options = {"max_retries": 0}
         self.messages: list[tuple[str, dict[str, Any], str]] = []
@@ -395,6 +433,24 @@ def test_durability_settings_are_pinned() -> None:
     assert announce.acks_late and announce.max_retries == 8 and announce.retry_backoff_max <= 300
 
 
+def test_compose_restarts_every_long_running_service() -> None:
+    """What dies is started again: every service of deploy/compose.yaml but the one-shot migrate."""
+    services: dict[str, str | None] = {}
+    current: str | None = None
+    lines = (REPO_ROOT / "deploy" / "compose.yaml").read_text().split("services:\n", 1)[1].splitlines()
+    for line in lines:
+        if re.fullmatch(r"  [a-z]+:", line):
+            current = line.strip(" :")
+            services[current] = None
+        elif not line.startswith(" ") and line.strip():
+            break  # the next top-level key (volumes)
+        elif current and line.startswith("    restart:"):
+            services[current] = line.split(":", 1)[1].strip().strip('"')
+    assert set(services) == {"db", "redis", "migrate", "api", "worker", "beat"}
+    assert services.pop("migrate") == "no"
+    assert set(services.values()) == {"unless-stopped"}
+
+
 def test_short_visibility_for_tests_keeps_the_order() -> None:
     """The env knobs shorten both, and refuse a visibility timeout that a task could outlive."""
     code = (
@@ -403,8 +459,13 @@ def test_short_visibility_for_tests_keeps_the_order() -> None:
         "c.result_backend_transport_options['visibility_timeout'])"
     )
 
-    def run(visibility: str, limit: str) -> subprocess.CompletedProcess[str]:
-        env = {**os.environ, "LIAISON_VISIBILITY_TIMEOUT": visibility, "LIAISON_TASK_TIME_LIMIT": limit}
+    def run(visibility: str, limit: str, republish: str = "600") -> subprocess.CompletedProcess[str]:
+        env = {
+            **os.environ,
+            "LIAISON_VISIBILITY_TIMEOUT": visibility,
+            "LIAISON_TASK_TIME_LIMIT": limit,
+            "LIAISON_OUTBOX_REPUBLISH_AFTER": republish,
+        }
         return subprocess.run(
             [sys.executable, "-c", code], env=env, cwd=REPO_ROOT, capture_output=True, text=True
         )
@@ -412,6 +473,32 @@ def test_short_visibility_for_tests_keeps_the_order() -> None:
     assert run("6", "4").stdout.split() == ["4", "6", "6"]
     refused = run("4", "4")
     assert refused.returncode != 0 and "must exceed" in refused.stderr
+    # The outbox must not send again a task that may still be running.
+    refused = run("3600", "300", republish="300")
+    assert refused.returncode != 0 and "LIAISON_OUTBOX_REPUBLISH_AFTER must exceed" in refused.stderr
+
+
+def test_a_channel_of_a_collected_connection_fails_as_a_lost_connection(
+    broker: PrivateRedis, settings: Settings
+) -> None:
+    """The state a worker is in after a broker loss: the connection collected, a channel of it still
+    used (a late ack, or its unacked messages given back). kombu's own Redis channel then raises
+    AttributeError ('NoneType' object has no attribute 'hostname'), which ends the worker; ours raises
+    a connection error, which the worker survives."""
+    connection: Any = Connection(broker.url, transport=REDIS_TRANSPORT)
+    assert isinstance(connection.transport, RedisTransport)
+    channel: Any = connection.default_channel
+    assert channel.client.ping()
+    connection._default_channel = None  # the channel lives on without its connection, as in the worker
+    connection._do_close_transport()  # what collect() does last: the transport's client is gone
+    channel._pool = None  # and the channel's pool with its closed sockets
+    with pytest.raises(connection.connection_errors, match="lost and closed"):
+        channel.qos.restore_unacked()
+    channel.connection = None  # a channel closed meanwhile
+    with pytest.raises(connection.connection_errors, match="lost and closed"):
+        channel.qos.restore_unacked()
+    connection.release()
+    assert celery_app.conf.broker_transport == REDIS_TRANSPORT  # what the app's Redis broker uses
 
 
 async def test_pool_child_killed_mid_task(
@@ -466,43 +553,235 @@ async def test_main_worker_killed_mid_task(
     assert workers.log("dur-rescuer").read_text().count(f"{task_id}] succeeded") == 1
 
 
-async def test_broker_restarted_during_a_workflow(
-    database: Database, town: Town, owner_dsn: str, broker: PrivateRedis, steady: subprocess.Popen[bytes]
-) -> None:
-    publisher = Sent(broker.url)
-    organiser = town.organiser
-    meeting_id, invited = await proposed_and_invited(database, town, "outage", publisher)
-    effects = Effects(owner_dsn, town.tenant_id, meeting_id)
-    await effects.settle(6)
+# --- workers killed right after publish ----------------------------------------------------------------
 
-    broker.stop()
+KILL_ROUNDS, NOTICES_PER_ROUND = 20, 3
+
+
+def kill_with_children(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a worker and its pool: the machine is gone, nothing of it acks or gives anything back."""
+    children = child_pids(process.pid)
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=10)
+    for child in children:
+        with suppress(ProcessLookupError):
+            os.kill(child, signal.SIGKILL)
+
+
+def held_by_broker(url: str) -> tuple[set[str], set[str]]:
+    """Task ids the broker still holds: (queued, taken by a worker and not acked)."""
+    client = redis.Redis.from_url(url)
+    queued = {json.loads(raw)["headers"]["id"] for raw in client.lrange("celery", 0, -1)}
+    unacked = {json.loads(raw)[0]["headers"]["id"] for raw in client.hvals("unacked")}
+    return queued, unacked
+
+
+async def test_workers_killed_right_after_publish_lose_no_notice(
+    database: Database, kill_town: Town, owner_dsn: str, broker: PrivateRedis, workers: Workers
+) -> None:
+    """Each round commits a step asking for three notices and SIGKILLs a worker right after they are
+    published. Even rounds first freeze the idle workers (SIGSTOP), so the broker hands a message to one
+    that never records it: the message is then in neither the queue nor the unacked set, as seen in
+    production. Odd rounds kill a worker 0-25 ms after the publish, whatever it is doing. The relay
+    sends again what is not done; every notice must then exist exactly once."""
+    town, rng = kill_town, random.Random(20261203)
+    fleet: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def spawn() -> None:
+        name = f"dur-kill-{len(workers.started)}"
+        fleet.append((name, workers.start_worker(broker.url, name)))
+
+    def live() -> list[tuple[str, subprocess.Popen[bytes]]]:
+        return [(name, p) for name, p in fleet if p.poll() is None and workers.ready(name)]
+
+    def open_rows() -> dict[str, int]:
+        with psycopg.connect(owner_dsn) as conn:
+            rows = conn.execute(
+                "SELECT id, attempts FROM outbox WHERE tenant_id = %s AND done_at IS NULL",
+                (town.tenant_id,),
+            ).fetchall()
+        return {f"outbox-{town.tenant_id}-{row[0]}": int(row[1]) for row in rows}
+
+    async def idle_fleet() -> bool:
+        queued, _ = await asyncio.to_thread(held_by_broker, broker.url)
+        return not queued and bool(live())
+
+    async def ask(session: AsyncSession, *, round_number: int) -> None:
+        for k in range(NOTICES_PER_ROUND):
+            await notify(
+                session,
+                tenant_id=town.tenant_id,
+                scope=town.scope,
+                kind="test.kill",
+                title=f"通知 {round_number}.{k}",
+                source=f"kill:{round_number}:{k}",
+            )
+
+    for _ in range(2):
+        spawn()
     try:
-        # The parties reply and the meeting is confirmed and held while the broker is down: every commit
-        # stands, and the tasks it asked for wait in the outbox.
-        for party in invited:
-            await accept_as(database, town, party.principal, publisher)
-        await step(database, organiser, publisher, lambda s: service.confirm(s, organiser, meeting_id))
-        assert effects.unsent() >= 7
-    finally:
+        publisher = Sent(broker.url)
+        started = time.monotonic()
+        for round_number in range(KILL_ROUNDS):
+            await wait_for(idle_fleet, within=60, interval=0.05)
+            await asyncio.sleep(0.2)  # the survivors finish what they hold, and wait on the queue again
+            ready = live()
+            frozen = ready if round_number % 2 == 0 else []
+            for _, process in frozen:
+                process.send_signal(signal.SIGSTOP)
+            await step(database, town.organiser, publisher, functools.partial(ask, round_number=round_number))
+            await asyncio.sleep(rng.uniform(0.0, 0.025))
+            victim = rng.choice(ready)
+            kill_with_children(victim[1])
+            fleet.remove(victim)
+            for _, process in frozen:
+                if process is not victim[1]:
+                    process.send_signal(signal.SIGCONT)
+            spawn()
+        await wait_for(idle_fleet, within=60, interval=0.05)
+        await asyncio.sleep(1.0)
+
+        # What the dead workers left: messages lost between the broker and a worker, and messages a dead
+        # worker had taken (Redis would give those back only after the visibility timeout, an hour).
+        waiting = await asyncio.to_thread(open_rows)
+        queued, unacked = await asyncio.to_thread(held_by_broker, broker.url)
+        lost = {task_id for task_id in waiting if task_id not in queued | unacked}
+        stranded = {task_id for task_id in waiting if task_id in unacked}
+        assert lost, "no round reproduced a message lost between the broker and a killed worker"
+
+        async def relayed() -> bool:
+            await relay_tenant(
+                database,
+                town.tenant_id,
+                grace=timedelta(0),
+                republish_after=timedelta(seconds=2),
+                publisher=publisher,
+            )
+            return not await asyncio.to_thread(open_rows)
+
+        await wait_for(relayed, within=90, interval=1.0)
+        expected = {f"kill:{n}:{k}" for n in range(KILL_ROUNDS) for k in range(NOTICES_PER_ROUND)}
+        with psycopg.connect(owner_dsn) as conn:
+            delivered = Counter(
+                str(row[0])
+                for row in conn.execute(
+                    "SELECT source FROM notifications WHERE tenant_id = %s AND source LIKE 'kill:%%'",
+                    (town.tenant_id,),
+                ).fetchall()
+            )
+            attempts = Counter(
+                int(row[0])
+                for row in conn.execute(
+                    "SELECT attempts FROM outbox WHERE tenant_id = %s AND kwargs->>'source' LIKE 'kill:%%'",
+                    (town.tenant_id,),
+                ).fetchall()
+            )
+        assert set(delivered) == expected and set(delivered.values()) == {1}
+        assert sum(attempts.values()) == len(expected)
+        assert sum(n for tries, n in attempts.items() if tries > 1) >= len(lost) + len(stranded)
+        print(
+            f"\nkilled {KILL_ROUNDS} workers in {time.monotonic() - started:.1f} s: {len(expected)} notices, "
+            f"{len(lost)} lost in transit, {len(stranded)} stranded with a dead worker, "
+            f"publications per message {dict(sorted(attempts.items()))}, every notice delivered once"
+        )
+    finally:  # the other tests count on the module's own workers alone
+        for _, process in fleet:
+            if process.poll() is None:
+                process.send_signal(signal.SIGCONT)
+            workers.stop(process)
+
+
+async def test_broker_restarted_during_a_workflow(
+    database: Database,
+    town: Town,
+    owner_dsn: str,
+    settings: Settings,
+    workers: Workers,
+    tmp_path: Path,
+) -> None:
+    """A broker of this test alone goes away twice under a worker started as `liaison worker` starts it:
+    first (SIGTERM) while the worker holds a late-acked task in the middle, which then finishes during
+    the outage (its ack is lost: the failure that used to end the worker with AttributeError hostname),
+    then abruptly (SIGKILL). The worker stays alive and consumes after each restart."""
+    broker = PrivateRedis(tmp_path)
+    broker.start()
+    try:
+        survivor = workers.worker(broker.url, "dur-restart", argv=worker_argv(1, beat=False))
+        publisher = Sent(broker.url)
+        organiser = town.organiser
+        meeting_id, invited = await proposed_and_invited(database, town, "outage", publisher)
+        effects = Effects(owner_dsn, town.tenant_id, meeting_id)
+        await effects.settle(6)
+
+        (task, kwargs, task_id) = [m for m in publisher.messages if m[0] == service.ANNOUNCE_TASK][-1]
+        with meeting_locked(owner_dsn, town.tenant_id, meeting_id):
+            publisher(task, kwargs, f"{task_id}-in-flight")
+            await blocked_backend(settings.database_url, "dur-restart")
+            broker.stop()
+            await asyncio.sleep(1.0)  # the worker has seen the loss before its task goes on
+        try:
+            # The held task finishes while the broker is down; the parties reply and the meeting is
+            # confirmed: every commit stands, and the tasks it asked for wait in the outbox.
+            for party in invited:
+                await accept_as(database, town, party.principal, publisher)
+            await step(database, organiser, publisher, lambda s: service.confirm(s, organiser, meeting_id))
+            assert effects.unsent() >= 7
+            assert survivor.poll() is None
+        finally:
+            broker.start()
+
+        async def relayed() -> bool:
+            try:
+                await relay_tenant(database, town.tenant_id, grace=timedelta(0), publisher=publisher)
+            except Exception:  # the broker is still starting
+                return False
+            return await asyncio.to_thread(effects.unsent) == 0
+
+        await wait_for(relayed, within=30)
+        attendees = await step(
+            database, organiser, publisher, lambda s: _all_invitation_ids(s, organiser, meeting_id)
+        )
+        await _finish(database, town, publisher, meeting_id, attendees, invited)
+        # 6 invitations, 6 replies, confirm 7, hold 7, minutes 6, tally 7, supervision 1, assignment 1,
+        # completion 1, closing 7.
+        await effects.settle(6 + 6 + 7 + 7 + 6 + 7 + 1 + 1 + 1 + 7)
+        assert effects.unsent() == 0  # every message was sent and marked sent: nothing for the relay
+
+        broker.kill()
         broker.start()
 
-    async def relayed() -> bool:
-        try:
-            await relay_tenant(database, town.tenant_id, grace=timedelta(0), publisher=publisher)
-        except Exception:  # the broker is still starting
-            return False
-        return await asyncio.to_thread(effects.unsent) == 0
+        async def consumed_after_restart() -> bool:
+            source = "restart:after-kill"
+            try:
+                await step(
+                    database,
+                    organiser,
+                    publisher,
+                    lambda s: notify(
+                        s,
+                        tenant_id=town.tenant_id,
+                        scope=town.scope,
+                        kind="test.restart",
+                        title="t",
+                        source=source,
+                    ),
+                )
+            except Exception:  # the broker is still starting: the commit stands, the message waits
+                return False
+            found = scalar(
+                owner_dsn,
+                "SELECT count(*) FROM notifications WHERE tenant_id = %s AND source = %s",
+                town.tenant_id,
+                source,
+            )
+            return found == 1
 
-    await wait_for(relayed, within=30)
-    attendees = await step(
-        database, organiser, publisher, lambda s: _all_invitation_ids(s, organiser, meeting_id)
-    )
-    await _finish(database, town, publisher, meeting_id, attendees, invited)
-    # 6 invitations, 6 replies, confirm 7, hold 7, minutes 6, tally 7, supervision 1, assignment 1,
-    # completion 1, closing 7.
-    await effects.settle(6 + 6 + 7 + 7 + 6 + 7 + 1 + 1 + 1 + 7)
-    assert effects.unsent() == 0  # every message was sent, and marked sent: the relay has nothing to repeat
-    assert steady.poll() is None
+        await wait_for(consumed_after_restart, within=60, interval=1.0)
+        log = workers.log("dur-restart").read_text()
+        assert survivor.poll() is None and log.count("Connected to") >= 3
+        assert "Unrecoverable error" not in log
+    finally:
+        broker.stop()
 
 
 async def accept_as(database: Database, town: Town, principal: str, publisher: Publisher) -> None:

@@ -16,7 +16,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from deploy.settings import Settings
-from services.celery_app import DURABLE_SETTINGS, VISIBILITY_TIMEOUT_SECONDS, celery_app
+from services.celery_app import (
+    DURABLE_SETTINGS,
+    OUTBOX_MAX_ATTEMPTS,
+    OUTBOX_REPUBLISH_SECONDS,
+    VISIBILITY_TIMEOUT_SECONDS,
+    celery_app,
+)
 from services.outbox.service import enqueue, relay_tenant
 from services.unit_of_work import UnitOfWork, unit_of_work
 from tenants.context import TenantContext
@@ -50,6 +56,11 @@ def test_durability_settings_are_pinned() -> None:
     assert conf.result_backend_transport_options["visibility_timeout"] == VISIBILITY_TIMEOUT_SECONDS
     assert conf.task_time_limit < VISIBILITY_TIMEOUT_SECONDS
     assert DURABLE_SETTINGS["task_acks_late"] is True
+    # A worker keeps reconnecting however long the broker is away, and lets a running task finish.
+    assert conf.broker_connection_retry is True and conf.broker_connection_max_retries is None
+    assert conf.worker_cancel_long_running_tasks_on_connection_loss is False
+    # The outbox sends again only what could not still be running, and gives up after a bound.
+    assert conf.task_time_limit < OUTBOX_REPUBLISH_SECONDS and OUTBOX_MAX_ATTEMPTS >= 1
     import services.hierarchy.tasks  # noqa: F401  (registers the task)
 
     node_changed: Any = celery_app.tasks["hierarchy.node_changed"]
