@@ -11,6 +11,7 @@ from strawberry.permission import BasePermission
 
 from schema.context import Info
 from schema.errors import ErrorCode, ForbiddenError
+from tenants.context import city_scope
 from tenants.roles import Role
 
 SIGN_IN_FIRST = "sign in first: send 'Authorization: Bearer <token>'"
@@ -49,6 +50,23 @@ class RequireRoles(FieldExtension):
         if not principal.has_any_role(*self.roles):
             wanted = " or ".join(role.value for role in self.roles)
             return ForbiddenError(code=ErrorCode.FORBIDDEN, message=f"only a {wanted} may do this")
+        return await next_(source, info, **kwargs)
+
+
+class RequireWholeCity(FieldExtension):
+    """For mutations of tenant-wide rows (settings, categories, the calendar): the caller's scopes must
+    include the whole city; a token bound to a district gets a FORBIDDEN error payload. (Row-level security
+    refuses the write too; this answers it clearly.)"""
+
+    async def resolve_async(
+        self, next_: Callable[..., Awaitable[Any]], source: Any, info: Info, **kwargs: Any
+    ) -> Any:
+        principal = info.context.principal
+        if principal is not None and city_scope(principal.tenant_id) not in principal.scopes:
+            return ForbiddenError(
+                code=ErrorCode.FORBIDDEN,
+                message="this changes the whole city's configuration: it needs a token for the whole city",
+            )
         return await next_(source, info, **kwargs)
 
 

@@ -10,6 +10,9 @@ ROLE_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 TENANT_CODE_PATTERN = re.compile(r"^[a-z][a-z0-9_-]{1,31}$")
 PRINCIPAL_PATTERN = re.compile(r"^[a-z]{2,16}:[A-Za-z0-9_.@-]{1,64}$")
 MAX_TENANT_ID = 2**63 - 1
+# Principal kinds the platform names itself (system contexts, callers known by phone, intake channels,
+# Open311 keys): no token may claim one. Add a kind here when code starts acting under a new one.
+RESERVED_PRINCIPAL_KINDS = frozenset({"system", "phone", "channel", "apikey", "ratingcode"})
 
 
 class InvalidContext(ValueError):
@@ -24,6 +27,10 @@ def validate_scope(path: str) -> str:
     if not isinstance(path, str) or not SCOPE_PATTERN.fullmatch(path):
         raise InvalidContext(f"scope {path!r} is not a hierarchy path such as c1.d3.s12.t5")
     return path
+
+
+def is_reserved_principal(principal: str) -> bool:
+    return principal.partition(":")[0] in RESERVED_PRINCIPAL_KINDS
 
 
 def scope_is_within(path: str, ancestor: str) -> bool:

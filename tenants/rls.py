@@ -17,13 +17,15 @@ ANCESTOR_OF_SCOPE = f"scope @> {CALLER_SCOPES}"
 IS_PRINCIPAL = "('user:' || id::text) = current_setting('app.principal', true)"
 # Rows a principal owns (a resident's own request, a party's own invitation), wherever they lie.
 IS_OWNER = "owner_principal = current_setting('app.principal', true)"
+# The caller's scopes include the whole city (the array holds an ancestor of the city's path: itself).
+WHOLE_CITY = f"{CALLER_SCOPES} @> ('c' || tenant_id::text)::ltree"
 
 
 class Visibility(StrEnum):
     HIERARCHY = "hierarchy"  # read inside or above the caller's scope, write inside it
     SCOPED = "scoped"  # read and write inside the caller's scope
     USER = "user"  # scoped, and a user always sees their own row
-    TENANT = "tenant"  # any scope of the tenant (rows with no place in the hierarchy)
+    TENANT = "tenant"  # read from any scope of the tenant, written from the whole city (tenant-wide rows)
     OWNED = "owned"  # scoped, and the principal in owner_principal always sees (not writes) the row
 
 
@@ -36,7 +38,7 @@ def policy_statements(table: str, visibility: Visibility, *, app_role: str, tena
     """
     inside = f"{TENANT_MATCHES} AND {INSIDE_SCOPE}"
     if visibility is Visibility.TENANT:
-        read = write = TENANT_MATCHES
+        read, write = TENANT_MATCHES, f"{TENANT_MATCHES} AND {WHOLE_CITY}"
     elif visibility is Visibility.HIERARCHY:
         read, write = f"{TENANT_MATCHES} AND ({INSIDE_SCOPE} OR {ANCESTOR_OF_SCOPE})", inside
     elif visibility is Visibility.USER:

@@ -8,10 +8,18 @@ from typing import Any
 
 import jwt
 
-from tenants.context import PRINCIPAL_PATTERN, InvalidContext, validate_scope
+from tenants.context import (
+    PRINCIPAL_PATTERN,
+    TENANT_CODE_PATTERN,
+    InvalidContext,
+    is_reserved_principal,
+    validate_scope,
+)
 from tenants.roles import ROLE_NAMES
 
 ACCEPTED_ALGORITHMS = ("HS256", "RS256")
+# The last whole second a datetime can hold.
+MAX_EXP = int(datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp())
 
 
 class TokenError(Exception):
@@ -62,6 +70,8 @@ class TokenCodec:
     ) -> str:
         if self._signing_key is None:
             raise ValueError("this server holds only the public key and cannot issue RS256 tokens")
+        if is_reserved_principal(sub):
+            raise ValueError(f"the subject kind of {sub!r} is reserved for the platform itself")
         issued_at = now or datetime.now(UTC)
         payload = {
             "sub": sub,
@@ -93,7 +103,7 @@ class TokenCodec:
             raise TokenError(f"the token has no {error.claim!r} claim") from None
         except jwt.InvalidIssuerError:
             raise TokenError("the token was issued by someone else") from None
-        except jwt.PyJWTError:
+        except (jwt.PyJWTError, UnicodeError):
             raise TokenError("the token is malformed") from None
         return _claims_from(payload)
 
@@ -102,8 +112,10 @@ def _claims_from(payload: dict[str, Any]) -> Claims:
     sub, tenant, scopes, roles = payload["sub"], payload["tenant"], payload["scopes"], payload["roles"]
     if not isinstance(sub, str) or not PRINCIPAL_PATTERN.fullmatch(sub):
         raise TokenError("the token's subject is not of the form kind:name")
-    if not isinstance(tenant, str) or not tenant:
-        raise TokenError("the token names no tenant")
+    if is_reserved_principal(sub):
+        raise TokenError(f"the token's subject kind {sub.partition(':')[0]!r} is reserved")
+    if not isinstance(tenant, str) or not TENANT_CODE_PATTERN.fullmatch(tenant):
+        raise TokenError("the token's tenant is not a tenant code")
     if not isinstance(scopes, list) or not scopes or not all(isinstance(s, str) for s in scopes):
         raise TokenError("the token's scopes must be a non-empty list of hierarchy paths")
     try:
@@ -111,12 +123,18 @@ def _claims_from(payload: dict[str, Any]) -> Claims:
             validate_scope(scope)
     except InvalidContext as error:
         raise TokenError(f"the token's {error}") from None
-    if not isinstance(roles, list) or not all(isinstance(r, str) and r in ROLE_NAMES for r in roles):
+    if not isinstance(roles, list) or not roles:
+        raise TokenError("the token names no role")
+    if not all(isinstance(r, str) and r in ROLE_NAMES for r in roles):
         raise TokenError("the token's roles are not all known roles")
+    exp = payload["exp"]
+    # PyJWT accepts anything int() takes ("123", 1.5, 1e300); a token of ours carries whole seconds.
+    if type(exp) is not int or not 0 < exp <= MAX_EXP:
+        raise TokenError("the token's exp is not a time in whole seconds since 1970")
     return Claims(
         sub=sub,
         tenant=tenant,
         scopes=tuple(scopes),
         roles=tuple(roles),
-        expires_at=datetime.fromtimestamp(int(payload["exp"]), UTC),
+        expires_at=datetime.fromtimestamp(exp, UTC),
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select, text, update
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.audit.models import GENESIS_HASH, AuditEntry, AuditHead
@@ -47,20 +47,12 @@ async def append(
     scope: str,
     payload: dict[str, Any],
 ) -> AuditEntry:
-    """Append one link. Appends of one tenant are serialised by the lock on its head row."""
+    """Append one link. The database hands out its number and the previous link's hash
+    (`liaison_audit_next`, which locks the tenant's head row until the commit, so a tenant's appends queue
+    there and the chain has no gaps or forks) and stores it (`liaison_audit_write`): the app role may not
+    write the log or its head itself."""
     payload = json.loads(canonical_json(payload))
-    # Take the next number and the previous link's hash in one statement; the row stays locked until the
-    # commit, so a tenant's appends queue here and the chain has no gaps or forks.
-    seq, prev_hash = (
-        await session.execute(
-            text(
-                "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (:t, 1, :genesis) "
-                "ON CONFLICT (tenant_id) DO UPDATE SET last_seq = audit_heads.last_seq + 1 "
-                "RETURNING last_seq, last_hash"
-            ),
-            {"t": tenant_id, "genesis": GENESIS_HASH},
-        )
-    ).one()
+    seq, prev_hash = (await session.execute(text("SELECT seq, prev_hash FROM liaison_audit_next()"))).one()
     entry = AuditEntry(
         tenant_id=tenant_id,
         seq=int(seq),
@@ -73,10 +65,22 @@ async def append(
         prev_hash=str(prev_hash),
     )
     entry.hash = link_hash(entry)
-    session.add(entry)
-    await session.flush()
     await session.execute(
-        update(AuditHead).where(AuditHead.tenant_id == tenant_id).values(last_hash=entry.hash)
+        text(
+            "SELECT liaison_audit_write(:tenant_id, :seq, :at, :actor, :action, :subject, "
+            "CAST(:scope AS ltree), CAST(:payload AS jsonb), :hash)"
+        ),
+        {
+            "tenant_id": tenant_id,
+            "seq": entry.seq,
+            "at": entry.at,
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "scope": scope,
+            "payload": canonical_json(payload),
+            "hash": entry.hash,
+        },
     )
     return entry
 

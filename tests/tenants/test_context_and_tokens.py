@@ -7,7 +7,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tenants.context import InvalidContext, TenantContext
+from tenants.context import RESERVED_PRINCIPAL_KINDS, InvalidContext, TenantContext, is_reserved_principal
 from tenants.identity import hash_password, verify_password
 from tenants.tokens import TokenCodec, TokenError
 
@@ -129,3 +129,64 @@ def test_rs256_with_a_public_key_only_verifier() -> None:
         verifier.verify(confused)
     with pytest.raises(ValueError, match="public key"):
         verifier.issue(sub="user:1", tenant="a", scopes=["c1"], roles=[], ttl=timedelta(minutes=1))
+
+
+def signed(codec_secret: str, **claims: object) -> str:
+    payload: dict[str, object] = {
+        "sub": "user:1",
+        "tenant": "alpha",
+        "scopes": ["c1"],
+        "roles": ["deputy"],
+        "exp": int((datetime.now(UTC) + timedelta(minutes=5)).timestamp()),
+        "iss": "liaison-grid",
+    }
+    payload.update(claims)
+    return jwt.encode(payload, codec_secret, algorithm="HS256")
+
+
+@pytest.mark.parametrize("kind", sorted(RESERVED_PRINCIPAL_KINDS))
+def test_reserved_subjects_are_refused_and_never_issued(kind: str) -> None:
+    codec = TokenCodec(secret="s" * 40)
+    with pytest.raises(TokenError, match="reserved"):
+        codec.verify(signed("s" * 40, sub=f"{kind}:intake"))
+    with pytest.raises(ValueError, match="reserved"):
+        issue(codec, sub=f"{kind}:1")
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"roles": []}, "no role"),
+        ({"exp": 10**30}, "exp"),
+        ({"exp": 2**63}, "exp"),
+        ({"exp": 253402300800}, "exp"),  # one second past 9999-12-31T23:59:59Z
+        ({"exp": 4102444800.0}, "exp"),
+        ({"exp": 4102444800.5}, "exp"),
+        ({"exp": "4102444800"}, "exp"),
+        ({"exp": True}, "expired"),
+        ({"exp": float("inf")}, "malformed"),
+        ({"tenant": "alpha\u0000"}, "tenant code"),
+        ({"tenant": "Alpha"}, "tenant code"),
+        ({"tenant": "x" * 33}, "tenant code"),
+        ({"tenant": ["alpha"]}, "tenant code"),
+        ({"sub": "user:1\u0000"}, "subject"),
+        ({"scopes": ["c1\u0000"]}, "scope"),
+        ({"roles": ["deputy\u0000"]}, "roles"),
+    ],
+)
+def test_a_validly_signed_token_is_checked_claim_by_claim(claims: dict[str, object], reason: str) -> None:
+    codec = TokenCodec(secret="s" * 40)
+    with pytest.raises(TokenError, match=reason):
+        codec.verify(signed("s" * 40, **claims))
+
+
+def test_the_largest_exp_still_verifies() -> None:
+    codec = TokenCodec(secret="s" * 40)
+    claims = codec.verify(signed("s" * 40, exp=253402300799))
+    assert claims.expires_at == datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def test_reserved_kinds_are_the_ones_the_platform_uses() -> None:
+    assert {"system", "phone", "channel", "apikey"} <= RESERVED_PRINCIPAL_KINDS
+    assert is_reserved_principal("system:intake") and not is_reserved_principal("user:1")
+    assert not is_reserved_principal("systems:1")

@@ -232,3 +232,36 @@ def test_a_scoped_context_never_switches_role(alpha: TenantInfo) -> None:
     assert "ROLE" not in scoped.set_local_statement("liaison_tenant")
     several = TenantContext(alpha.tenant_id, (alpha.scope, f"{alpha.scope}.d1"), "user:1")
     assert "ROLE" not in several.set_local_statement("liaison_tenant")
+
+
+def test_tenant_wide_rows_are_read_anywhere_and_written_from_the_whole_city_only(
+    app_dsn: str, owner_dsn: str, alpha: TenantInfo, districts_of_alpha: list[tuple[int, str]]
+) -> None:
+    """Categories, holidays and request settings belong to the whole city: a district reads them, and only a
+    transaction whose scopes include the city changes them."""
+    with psycopg.connect(owner_dsn) as owner:
+        categories = owner.execute(
+            "SELECT count(*) FROM request_categories WHERE tenant_id = %s", (alpha.tenant_id,)
+        ).fetchone()
+    assert categories is not None and categories[0] > 0
+    district = TenantContext(alpha.tenant_id, (districts_of_alpha[0][1],), "user:1")
+    city = TenantContext.whole_tenant(alpha.tenant_id, "user:1")
+    with psycopg.connect(app_dsn) as conn:
+        with_context(conn, district)
+        assert conn.execute("SELECT count(*) FROM request_categories").fetchone() == categories
+        assert conn.execute("UPDATE request_categories SET name = 'hacked'").rowcount == 0
+        assert conn.execute("DELETE FROM request_categories").rowcount == 0
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(
+                "INSERT INTO holidays (tenant_id, day, kind, name) VALUES (%s, '2031-01-01', 'holiday', 'x')",
+                (alpha.tenant_id,),
+            )
+        conn.rollback()
+        # The same statements from the whole city (as the app role, without switching to the tenant role).
+        with_context(conn, city)
+        assert conn.execute("UPDATE request_categories SET name = name").rowcount == categories[0]
+        conn.execute(
+            "INSERT INTO holidays (tenant_id, day, kind, name) VALUES (%s, '2031-01-01', 'holiday', 'x')",
+            (alpha.tenant_id,),
+        )
+        conn.rollback()
