@@ -8,8 +8,8 @@ under row-level security, in batches so progress can be shown:
   extension); each request takes one of them, skewed towards the first cells so the map has hot spots;
 - rows are submitted in time order (uniform over the last `days`, as a real table fills up);
 - every other column is drawn from a seeded hash of the row number (hashint8extended), so the same seed
-  gives the same rows: category (weighted), channel, state (by age), resolution time, rating (on rated
-  closed requests), overdue, supervision colour.
+  gives the same rows: category (weighted), channel, state (by age), resolution time, rating (out of 100,
+  on rated closed requests), overdue, supervision colour.
 
 Tickets are `S<seed>-<n>`, numbered after the synthetic requests already there, so running it again adds
 `count` more rows.
@@ -111,7 +111,7 @@ SELECT :tenant_id, 'S' || CAST(:seed AS bigint) || '-' || (CAST(:offset AS bigin
   CASE WHEN x.state = 'closed' THEN x.resolved_at + interval '2 days' END,
   CASE WHEN x.open THEN x.due < CAST(:now AS timestamptz) ELSE coalesce(x.resolved_at > x.due, false) END,
   x.rating,
-  CASE WHEN x.rating IS NOT NULL THEN x.rating >= 3 OR x.u_rating < 0.05 END,
+  CASE WHEN x.rating IS NOT NULL THEN x.rating >= 60 OR x.u_rating < 0.05 END,
   x.submitted_at
 FROM (
   SELECT y.*,
@@ -121,8 +121,8 @@ FROM (
          THEN y.submitted_at + make_interval(secs => y.u_duration * y.resolution_days * 2 * 86400) END
       AS resolved_at,
     CASE WHEN y.state = 'closed' AND y.u_rated < 0.8 THEN
-      CASE WHEN y.u_rating < 0.45 THEN 5 WHEN y.u_rating < 0.7 THEN 4 WHEN y.u_rating < 0.85 THEN 3
-           WHEN y.u_rating < 0.93 THEN 2 ELSE 1 END END AS rating
+      CASE WHEN y.u_rating < 0.45 THEN 100 WHEN y.u_rating < 0.7 THEN 85 WHEN y.u_rating < 0.85 THEN 70
+           WHEN y.u_rating < 0.93 THEN 40 ELSE 20 END END AS rating
   FROM (
     SELECT z.*,
       CAST(:now AS timestamptz) - make_interval(secs => z.age_days * 86400) AS submitted_at,

@@ -42,7 +42,7 @@ STORED_RESOLUTION = 12
 MAX_WINDOW = timedelta(days=366)
 MAX_FILTER_VALUES = 50
 MAX_STAT_ROWS = 10_000
-DEFAULT_RATING_THRESHOLD = 3
+DEFAULT_RATING_THRESHOLD = 80  # satisfaction out of 100 (request_settings.rating_threshold defaults to it)
 DEFAULT_TIMEZONE = "Asia/Shanghai"
 STATES = (
     "submitted",

@@ -249,7 +249,7 @@ WITH candidates AS (
 ),
 drawn AS (SELECT * FROM candidates ORDER BY node_id LIMIT :max_features),
 settings AS MATERIALIZED (
-  SELECT coalesce(max(rating_threshold), 3) AS threshold FROM request_settings WHERE tenant_id = :tenant_id
+  SELECT coalesce(max(rating_threshold), 80) AS threshold FROM request_settings WHERE tenant_id = :tenant_id
 ),
 counts AS (
   SELECT r.grid_cell_id, count(*) AS count, count(*) FILTER (WHERE r.overdue) AS overdue,

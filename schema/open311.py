@@ -10,13 +10,13 @@
 - Every answer lists only the public fields of services/requests/public.py: never a name, phone or
   account of the person who asked.
 - Errors are the spec's `[{"code": 400, "description": "..."}]` (or <errors><error>) with the same HTTP
-  status: 400 bad or missing parameters, 401 credentials needed, 403 refused credentials, 404 unknown id.
+  status: 400 bad or missing parameters (a NUL character in any, the path's included), 401 credentials
+  needed, 403 refused credentials, 404 unknown id, 413 a body over MAX_BODY.
 """
 
 from __future__ import annotations
 
 import json
-import secrets
 import unicodedata
 import xml.etree.ElementTree as ET
 from collections.abc import Awaitable, Callable, Mapping
@@ -32,13 +32,14 @@ from starlette.routing import Route
 
 from schema.auth import AuthenticationFailed, authenticate
 from schema.context import ApiConfig
-from services.errors import InvalidInput
+from services.errors import Conflict, InvalidInput
 from services.requests import apikeys, public
+from services.requests.codes import Idempotency
 from services.requests.intake import Receipt, Submission, intake_context, submit
 from services.requests.models import ApiKey
 from services.requests.public import PublicCategory, PublicRequest, RequestFilter
 from services.unit_of_work import unit_of_work
-from tenants.context import TenantContext
+from tenants.context import TENANT_CODE_PATTERN, TenantContext
 from tenants.principals import Principal
 from tenants.roles import Role
 
@@ -46,6 +47,8 @@ PREFIX = "/open311/v2"
 CHANNEL = "open311"
 FORMATS = {"json": "application/json; charset=utf-8", "xml": "text/xml; charset=utf-8"}
 DEFAULT_WINDOW = timedelta(days=90)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 MAX_BODY = 64 * 1024
 GROUPS = {"basic": "basic", "personalised": "personalised"}
 Item = dict[str, Any]
@@ -164,29 +167,53 @@ def request_item(found: PublicRequest, zone: ZoneInfo) -> Item:
 # Parameters ---------------------------------------------------------------------------------------------
 
 
+async def _body(request: Request) -> bytes:
+    """The request body, refused with a 413 as soon as it grows past MAX_BODY."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise Open311Error(413, f"the request body is larger than {MAX_BODY // 1024} KiB")
+    return bytes(body)
+
+
+def _unstorable(what: str, value: str) -> Open311Error | None:
+    """A 400 for a text PostgreSQL cannot store: a NUL character, or a lone surrogate (from JSON)."""
+    if "\x00" in value:
+        return Open311Error(400, f"{what} holds a NUL character")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return Open311Error(400, f"{what} is not Unicode text")
+    return None
+
+
 async def parameters(request: Request) -> dict[str, str]:
     """The query string, and for a POST the form-encoded or JSON body (body values win)."""
     values = {key: value for key, value in request.query_params.items()}
-    if request.method != "POST":
-        return values
-    body = await request.body()
-    if len(body) > MAX_BODY:
-        raise Open311Error(413, f"the request body is larger than {MAX_BODY // 1024} KiB")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    try:
-        if content_type == "application/json":
-            document = json.loads(body or b"{}")
-            if not isinstance(document, dict):
-                raise Open311Error(400, "a JSON body must be an object of parameters")
-            values.update({str(k): _text(v) for k, v in document.items() if v is not None})
-        elif content_type in ("application/x-www-form-urlencoded", ""):
-            values.update(parse_qsl(body.decode(), keep_blank_values=True))
-        else:
-            raise Open311Error(
-                400, "send the parameters form-encoded (application/x-www-form-urlencoded) or as JSON"
-            )
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise Open311Error(400, "the request body is not valid form-encoded or JSON text") from None
+    if request.method == "POST":
+        body = await _body(request)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        try:
+            if content_type == "application/json":
+                document = json.loads(body or b"{}")
+                if not isinstance(document, dict):
+                    raise Open311Error(400, "a JSON body must be an object of parameters")
+                values.update({str(k): _text(v) for k, v in document.items() if v is not None})
+            elif content_type in ("application/x-www-form-urlencoded", ""):
+                values.update(parse_qsl(body.decode(), keep_blank_values=True))
+            else:
+                raise Open311Error(
+                    400, "send the parameters form-encoded (application/x-www-form-urlencoded) or as JSON"
+                )
+        # ValueError: also a number too long to read; RecursionError: JSON nested too deeply.
+        except (ValueError, RecursionError):
+            raise Open311Error(400, "the request body is not valid form-encoded or JSON text") from None
+    for key, value in values.items():
+        what = f"the parameter {key[:40]!r}"
+        refused = _unstorable(what, key) or _unstorable(what, value)
+        if refused is not None:
+            raise refused
     return values
 
 
@@ -224,7 +251,11 @@ def _datetime(values: Mapping[str, str], name: str, zone: ZoneInfo) -> datetime 
         raise Open311Error(
             400, f"{name} {raw!r} is not a w3 date-time such as 2026-11-25T10:00:00+08:00"
         ) from None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    moment = parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=zone)
+    # Far enough from datetime's ends that the default window (end - 90 days) stays representable.
+    if not EARLIEST <= moment <= LATEST:
+        raise Open311Error(400, f"{name} {raw!r} lies outside the years 1970 to 9998")
+    return moment
 
 
 def _is_cjk(text: str) -> bool:
@@ -256,7 +287,8 @@ class Open311:
                 raise Open311Error(400, "jurisdiction_id is required (the tenant code, e.g. beijing)")
             tenant_id = principal.tenant_id
         else:
-            found = await self.config.directory.tenant_id(jurisdiction)
+            is_code = TENANT_CODE_PATTERN.fullmatch(jurisdiction) is not None
+            found = await self.config.directory.tenant_id(jurisdiction) if is_code else None
             if found is None:
                 raise Open311Error(400, f"jurisdiction_id {jurisdiction!r} is unknown")
             if principal is not None and principal.tenant_id != found:
@@ -326,10 +358,16 @@ class Open311:
         if lat is None and address is None:
             raise Open311Error(400, "a location is required: lat and long, or address_string")
         media = _optional(values, "media_url", 1000)
-        token = secrets.token_urlsafe(12)
         owner = (
             caller.principal.sub if caller.principal and caller.principal.roles == {Role.RESIDENT} else None
         )
+        # A retry with the same Idempotency-Key header (from the same key or token) answers the first one.
+        idempotency_key = request.headers.get("idempotency-key")
+        if caller.key is not None:
+            sender = f"apikey:{caller.key.id}"
+        else:
+            assert caller.principal is not None
+            sender = f"principal:{caller.principal.sub}"
         submission = Submission(
             category=code,
             description=_optional(values, "description") or "",
@@ -342,19 +380,22 @@ class Open311:
             contact_name=full_name(_optional(values, "first_name", 50), _optional(values, "last_name", 50)),
             contact_phone=_optional(values, "phone", 32),
             contact_email=_optional(values, "email", 254),
-            external_id=token,
             owner_principal=owner,
+            idempotency=Idempotency(idempotency_key, sender) if idempotency_key is not None else None,
         )
         try:
             async with unit_of_work(self.config.database, intake_context(caller.tenant_id)) as session:
                 receipt = await submit(session, caller.tenant_id, submission)
         except InvalidInput as error:
             raise Open311Error(400, _invalid(error, code)) from None
+        except Conflict as error:
+            raise Open311Error(409, error.message) from None
+        # The token is the receipt's check code (kept as a hash): GET tokens/{token} and requestProgress.
         item = {
             "service_request_id": receipt.ticket,
             "service_notice": notice(receipt),
             "account_id": _optional(values, "account_id", 100),
-            "token": token,
+            "token": receipt.check_code,
         }
         return render(fmt, [item], "service_requests", "request", 201 if receipt.created else 200)
 
@@ -394,8 +435,8 @@ def _invalid(error: InvalidInput, code: str) -> str:
 
 def notice(receipt: Receipt) -> str:
     if receipt.routed:
-        return f"已受理，编号 {receipt.ticket}"
-    return f"已受理，编号 {receipt.ticket}；位置不在任何网格内，等待人工分派"
+        return f"已收到，编号 {receipt.ticket}"
+    return f"已收到，编号 {receipt.ticket}；位置不在任何网格内，等待人工分派"
 
 
 def request_filter(values: Mapping[str, str], zone: ZoneInfo, now: datetime | None = None) -> RequestFilter:
@@ -431,7 +472,11 @@ def open311_routes(config: ApiConfig) -> list[Route]:
             fmt = request.path_params["fmt"]
             try:
                 if fmt not in FORMATS:
-                    raise Open311Error(400, f"the format {fmt!r} is neither json nor xml")
+                    raise Open311Error(400, f"the format {fmt[:20]!r} is neither json nor xml")
+                for name, value in request.path_params.items():
+                    refused = _unstorable(f"the {name} in the path", value)
+                    if refused is not None:
+                        raise refused
                 values = await parameters(request)
                 return await handler(request, values, fmt)
             except Open311Error as error:

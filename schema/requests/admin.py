@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import MAXYEAR, MINYEAR, date
 from enum import Enum
-from typing import Annotated, Any
+from typing import Annotated
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.extensions import FieldExtension
 
 from schema.context import Info
 from schema.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
 from schema.mutations import parse_id, run_service
-from schema.permissions import SIGNED_IN, RequireRoles
+from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
 from schema.requests.types import RequestCategory, Responsible
-from services.errors import NotFound
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
+from services.reach import Target, not_found, reaches
 from services.requests import admin, repository
 from services.requests.admin import DayRule
 from services.requests.models import RequestSettings as SettingsRow
@@ -25,7 +26,8 @@ from services.requests.models import RoutingRule as RuleRow
 from tenants.context import TenantContext, city_scope
 from tenants.roles import Role
 
-CITY_ADMIN: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN)]
+# Tenant-wide rows: a city admin whose token covers the whole city.
+CITY_ADMIN: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN), RequireWholeCity()]
 DISPATCHERS: list[FieldExtension] = [RequireRoles(Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF)]
 NODE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}
 
@@ -54,13 +56,18 @@ class RoutingRule:
 @strawberry.type
 class RequestSettings:
     timezone: str
-    rating_threshold: int
+    rating_threshold: int = strawberry.field(
+        description="Satisfaction is out of 100: a rating below this reopens the request (default 80)."
+    )
     duplicate_radius_meters: int
     duplicate_window_hours: int
     due_soon_hours: int
     escalation_days: int
     open311_public: bool
     default_department: str
+    city_margin_meters: int = strawberry.field(
+        description="A point farther than this outside the city's boundary is refused."
+    )
 
     @classmethod
     def of(cls, row: SettingsRow) -> RequestSettings:
@@ -73,6 +80,7 @@ class RequestSettings:
             escalation_days=row.escalation_days,
             open311_public=row.open311_public,
             default_department=row.default_department,
+            city_margin_meters=row.city_margin_meters,
         )
 
 
@@ -118,6 +126,7 @@ class RequestSettingsInput:
     escalation_days: int | None = None
     open311_public: bool | None = None
     default_department: str | None = None
+    city_margin_meters: int | None = None
 
 
 @strawberry.input
@@ -130,50 +139,51 @@ class CategoryInput:
 
 
 @strawberry.type
-class RoutingRuleResult:
+class RoutingRulePayload:
     rule: RoutingRule
 
 
 @strawberry.type
-class DeletedResult:
+class DeletedPayload:
     deleted: bool
 
 
 @strawberry.type
-class SettingsResult:
+class SettingsPayload:
     settings: RequestSettings
 
 
 @strawberry.type
-class CalendarResult:
+class CalendarPayload:
     changed: int
 
 
 @strawberry.type
-class CategoryResult:
+class CategoryPayload:
     category: RequestCategory
 
 
 _Errors = NotFoundError | InvalidInputError | ForbiddenError | ConflictError
-RoutingRulePayload = Annotated[RoutingRuleResult | _Errors, strawberry.union("RoutingRulePayload")]
-DeletedPayload = Annotated[DeletedResult | _Errors, strawberry.union("DeletedPayload")]
-SettingsPayload = Annotated[SettingsResult | _Errors, strawberry.union("SettingsPayload")]
-CalendarPayload = Annotated[CalendarResult | _Errors, strawberry.union("CalendarPayload")]
-CategoryPayload = Annotated[CategoryResult | _Errors, strawberry.union("CategoryPayload")]
+RoutingRuleResult = Annotated[RoutingRulePayload | _Errors, strawberry.union("RoutingRuleResult")]
+DeletedResult = Annotated[DeletedPayload | _Errors, strawberry.union("DeletedResult")]
+SettingsResult = Annotated[SettingsPayload | _Errors, strawberry.union("SettingsResult")]
+CalendarResult = Annotated[CalendarPayload | _Errors, strawberry.union("CalendarResult")]
+CategoryResult = Annotated[CategoryPayload | _Errors, strawberry.union("CategoryResult")]
 
 
 async def _territory(session: AsyncSession, context: TenantContext, node_id: strawberry.ID | None) -> str:
+    """The territory's path, if it lies inside the caller's scopes (row-level security also shows the
+    ancestors of their scope): else NOT_FOUND, worded as for a node that does not exist."""
     if node_id is None:
-        return city_scope(context.tenant_id)
+        scope = city_scope(context.tenant_id)
+        if not reaches(context, Target(context.tenant_id, scope)):
+            raise not_found("the city's routing table", "nodeId")
+        return scope
     type_name, key = parse_id(node_id, "nodeId", *NODE_LEVELS)
     found = await hierarchy.by_ids(session, NODE_LEVELS[type_name], context.tenant_id, [key])
-    if key not in found:
-        raise NotFound(f"{node_id} does not exist or lies outside your scope", field="nodeId")
+    if key not in found or not reaches(context, Target(context.tenant_id, str(found[key].scope))):
+        raise not_found(str(node_id)[:80], "nodeId")
     return str(found[key].scope)
-
-
-async def _outcome(info: Info, work: Any) -> Any:
-    return await run_service(info, work)
 
 
 @strawberry.type
@@ -197,6 +207,10 @@ class RequestsAdminQuery:
         permission_classes=SIGNED_IN, description="Holidays and make-up working days of a year."
     )
     async def holiday_calendar(self, info: Info, year: int) -> list[CalendarDay]:
+        if not MINYEAR <= year <= MAXYEAR:
+            raise GraphQLError(
+                f"year must lie between {MINYEAR} and {MAXYEAR}", extensions={"code": "INVALID_INPUT"}
+            )
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
             rows = await repository.calendar_year(session, tenant_id, year)
@@ -206,8 +220,8 @@ class RequestsAdminQuery:
 @strawberry.type
 class RequestsAdminMutation:
     @strawberry.mutation(extensions=DISPATCHERS, description="Create or replace a routing rule.")
-    async def set_routing_rule(self, info: Info, input: RoutingRuleInput) -> RoutingRulePayload:
-        async def work(session: AsyncSession, context: TenantContext) -> RoutingRuleResult:
+    async def set_routing_rule(self, info: Info, input: RoutingRuleInput) -> RoutingRuleResult:
+        async def work(session: AsyncSession, context: TenantContext) -> RoutingRulePayload:
             scope = await _territory(session, context, input.node_id)
             rule = await admin.set_routing_rule(
                 session,
@@ -218,48 +232,44 @@ class RequestsAdminMutation:
                 department=input.department,
                 assignee=input.assignee,
             )
-            return RoutingRuleResult(rule=RoutingRule.of(rule, input.category))
+            return RoutingRulePayload(rule=RoutingRule.of(rule, input.category))
 
-        result: RoutingRulePayload = await _outcome(info, work)
-        return result
+        return await run_service(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=DISPATCHERS)
-    async def delete_routing_rule(self, info: Info, id: strawberry.ID) -> DeletedPayload:
-        async def work(session: AsyncSession, context: TenantContext) -> DeletedResult:
-            if not str(id).isdigit():
-                raise NotFound(f"routing rule {id} does not exist", field="id")
+    async def delete_routing_rule(self, info: Info, id: strawberry.ID) -> DeletedResult:
+        async def work(session: AsyncSession, context: TenantContext) -> DeletedPayload:
+            if not (id.isascii() and id.isdigit() and len(id) <= 18):
+                raise not_found(f"routing rule {str(id)[:80]}")
             await admin.delete_routing_rule(session, context, int(id))
-            return DeletedResult(deleted=True)
+            return DeletedPayload(deleted=True)
 
-        result: DeletedPayload = await _outcome(info, work)
-        return result
+        return await run_service(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=CITY_ADMIN)
-    async def update_request_settings(self, info: Info, input: RequestSettingsInput) -> SettingsPayload:
-        async def work(session: AsyncSession, context: TenantContext) -> SettingsResult:
+    async def update_request_settings(self, info: Info, input: RequestSettingsInput) -> SettingsResult:
+        async def work(session: AsyncSession, context: TenantContext) -> SettingsPayload:
             changes = {name: getattr(input, name) for name in RequestSettingsInput.__annotations__}
             row = await admin.update_settings(session, context.tenant_id, **changes)
-            return SettingsResult(settings=RequestSettings.of(row))
+            return SettingsPayload(settings=RequestSettings.of(row))
 
-        result: SettingsPayload = await _outcome(info, work)
-        return result
+        return await run_service(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(
         extensions=CITY_ADMIN,
         description="Mark official holidays and make-up working days (e.g. when the State Council publishes "
         "next year's calendar); NORMAL removes an exception.",
     )
-    async def set_calendar_days(self, info: Info, days: list[CalendarDayInput]) -> CalendarPayload:
-        async def work(session: AsyncSession, context: TenantContext) -> CalendarResult:
+    async def set_calendar_days(self, info: Info, days: list[CalendarDayInput]) -> CalendarResult:
+        async def work(session: AsyncSession, context: TenantContext) -> CalendarPayload:
             rules = [DayRule(d.day, d.kind.value, d.name) for d in days]
-            return CalendarResult(changed=await admin.set_calendar_days(session, context.tenant_id, rules))
+            return CalendarPayload(changed=await admin.set_calendar_days(session, context.tenant_id, rules))
 
-        result: CalendarPayload = await _outcome(info, work)
-        return result
+        return await run_service(info, work)  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=CITY_ADMIN, description="Create or change a category of need.")
-    async def save_request_category(self, info: Info, input: CategoryInput) -> CategoryPayload:
-        async def work(session: AsyncSession, context: TenantContext) -> CategoryResult:
+    async def save_request_category(self, info: Info, input: CategoryInput) -> CategoryResult:
+        async def work(session: AsyncSession, context: TenantContext) -> CategoryPayload:
             row = await admin.save_category(
                 session,
                 context.tenant_id,
@@ -269,7 +279,6 @@ class RequestsAdminMutation:
                 response_days=input.response_days,
                 resolution_days=input.resolution_days,
             )
-            return CategoryResult(category=RequestCategory.of(row))
+            return CategoryPayload(category=RequestCategory.of(row))
 
-        result: CategoryPayload = await _outcome(info, work)
-        return result
+        return await run_service(info, work)  # type: ignore[return-value]

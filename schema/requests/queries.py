@@ -10,7 +10,6 @@ from schema.permissions import SIGNED_IN
 from schema.relay import BadGlobalId, Connection, check_page_size, connection, decode_cursor, decode_id
 from schema.requests.types import (
     PublicProgress,
-    PublicStepView,
     RequestCategory,
     RequestState,
     Supervision,
@@ -19,12 +18,9 @@ from schema.requests.types import (
 )
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
-from services.requests import repository
-from services.requests.intake import intake_context
+from services.requests import progress, repository
 from services.requests.models import Request as RequestRow
 from services.requests.repository import RequestFilter
-from services.requests.service import public_progress
-from services.unit_of_work import unit_of_work
 
 NODE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}
 
@@ -129,27 +125,19 @@ class RequestsQuery:
             row = await repository.by_ticket(session, tenant_id, ticket.strip())
         return work_order(row) if row is not None else None
 
-    @strawberry.field(description="Public progress of a ticket: no sign-in, no personal data.")
-    async def request_progress(self, info: Info, tenant: str, ticket: str) -> PublicProgress | None:
+    @strawberry.field(
+        description="Public progress of a ticket, for the holder of its receipt: the ticket and its check "
+        "code, both right (else null, as for a ticket that does not exist). No sign-in, no personal data."
+    )
+    async def request_progress(
+        self, info: Info, tenant: str, ticket: str, check_code: str
+    ) -> PublicProgress | None:
         tenant_id = await info.context.config.directory.tenant_id(tenant)
         if tenant_id is None:
             return None
-        async with unit_of_work(info.context.config.database, intake_context(tenant_id)) as session:
-            found = await public_progress(session, tenant_id, ticket)
-        if found is None:
-            return None
-        return PublicProgress(
-            ticket=found.ticket,
-            category=found.category,
-            state=RequestState(found.state),
-            closed=found.closed,
-            submitted_at=found.submitted_at,
-            resolution_due_at=found.resolution_due_at,
-            steps=[
-                PublicStepView(at=s.at, step=s.step, state=RequestState(s.state), note=s.note)
-                for s in found.steps
-            ],
-        )
+        async with info.context.config.database.scoped(progress.public_context(tenant_id)) as session:
+            found = await progress.by_receipt(session, tenant_id, ticket, check_code)
+        return PublicProgress.of(found) if found is not None else None
 
 
 async def load_request(info: Info, key: int) -> WorkOrder | None:

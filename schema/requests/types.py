@@ -1,5 +1,5 @@
-"""Requests (诉求) as GraphQL types: staff see the work order, residents their own, anyone the public
-progress of a ticket."""
+"""Requests (诉求) as GraphQL types: staff see the work order, residents their own (where it went and its
+public history, read through `schema.requests.loaders`), anyone holding a receipt its public progress."""
 
 from __future__ import annotations
 
@@ -14,13 +14,16 @@ from schema.context import Info
 from schema.hierarchy.types import Station, station_of
 from schema.loaders import workflow_history
 from schema.relay import Node, encode_id
+from schema.requests.loaders import is_resident, submitter_view, survivor_rateable
 from services.hierarchy.repository import Level
 from services.requests import repository
 from services.requests.config_cache import city_config
-from services.requests.lifecycle import REQUEST
+from services.requests.lifecycle import MERGED, REQUEST, RESOLVED, mutations_for
 from services.requests.models import Request as RequestRow
 from services.requests.models import RequestCategory as CategoryRow
-from services.requests.service import Actor
+from services.requests.progress import PublicProgress as ProgressRow
+from services.requests.progress import agency_of, public_actor, public_note
+from services.requests.service import Actor, for_caller
 
 
 @strawberry.enum(
@@ -138,8 +141,11 @@ class WorkOrder(Node):
     responsible: Responsible
     assignee: str | None
     department: str | None
-    supervision: Supervision
+    supervision: Supervision = strawberry.field(description="From the deadlines only.")
     overdue: bool
+    escalations: int = strawberry.field(
+        description="How often it went one level up: missed deadlines, dispatchers, a second bad rating."
+    )
     submitted_at: datetime
     response_due_at: datetime
     resolution_due_at: datetime
@@ -170,15 +176,43 @@ class WorkOrder(Node):
     async def category(self, info: Info) -> RequestCategory:
         return RequestCategory.of(await request_loaders(info).category(self.row.category_id))
 
-    @strawberry.field
-    async def station(self, info: Info) -> Station | None:
+    async def _station_row(self, info: Info) -> object | None:
         if self.row.station_id is None:
             return None
-        found = await info.context.loaders.nodes(Level.STATION).load(self.row.station_id)
+        if is_resident(info):
+            return (await submitter_view(info, self.row)).station
+        found: object | None = await info.context.loaders.nodes(Level.STATION).load(self.row.station_id)
+        return found
+
+    @strawberry.field
+    async def station(self, info: Info) -> Station | None:
+        found = await self._station_row(info)
         return station_of(found) if found is not None else None
 
-    @strawberry.field(description="Every step, internal notes included.")
+    @strawberry.field(description="Who answers for it: the department, else the station (Open311's agency).")
+    async def agency_responsible(self, info: Info) -> str | None:
+        found = await self._station_row(info)
+        return agency_of(self.row, str(getattr(found, "name", "")) or None)
+
+    @strawberry.field(
+        description="Every step, internal notes included; to the submitting resident the public history "
+        "(notes marked public, each other step in a fixed phrase)."
+    )
     async def history(self, info: Info) -> list[RequestStep]:
+        if is_resident(info):
+            viewer = info.context.require_principal().sub
+            return [
+                RequestStep(
+                    at=e.at,
+                    step=e.step,
+                    from_state=e.from_state,
+                    to_state=e.to_state,
+                    actor=public_actor(e.actor, viewer),
+                    note=public_note(e.step, e.note, e.public, e.payload),
+                    public=True,
+                )
+                for e in (await submitter_view(info, self.row)).steps
+            ]
         events = await workflow_history(info, self.row.tenant_id, REQUEST.name).load(self.row.id)
         return [
             RequestStep(
@@ -224,11 +258,19 @@ class WorkOrder(Node):
             for h in hints
         ]
 
-    @strawberry.field(description="The steps the caller may take now.")
-    def available_steps(self, info: Info) -> list[str]:
+    @strawberry.field(description="The mutations the caller may call on it now (rateRequest for a rating).")
+    async def available_steps(self, info: Info) -> list[str]:
         principal = info.context.require_principal()
-        actor = Actor(principal.sub, frozenset(role.value for role in principal.roles))
-        return REQUEST.available(self.row.state, actor.kinds(self.row))
+        actor = Actor(principal.sub, frozenset(role.value for role in principal.roles), principal.scopes)
+        steps = mutations_for(REQUEST.available(self.row.state, actor.kinds(self.row)))
+        if self.row.state == RESOLVED and for_caller(actor, self.row) and "rateRequest" not in steps:
+            steps.append("rateRequest")
+        # Merged into another: its submitter rates the survivor's resolution.
+        if self.row.state == MERGED and self.row.owner_principal == principal.sub and is_resident(info):
+            follows = (await submitter_view(info, self.row)).follows
+            if follows is not None and await survivor_rateable(info, follows):
+                steps.append("rateRequest")
+        return steps
 
 
 def _point(row: RequestRow) -> Point | None:
@@ -255,6 +297,7 @@ def work_order(row: RequestRow) -> WorkOrder:
         department=row.department,
         supervision=Supervision(row.supervision),
         overdue=row.overdue,
+        escalations=row.escalations,
         submitted_at=row.submitted_at,
         response_due_at=row.response_due_at,
         resolution_due_at=row.resolution_due_at,
@@ -271,15 +314,43 @@ def work_order(row: RequestRow) -> WorkOrder:
     )
 
 
-@strawberry.type(description="What anyone holding the ticket code may see: states and public notes only.")
+@strawberry.type(
+    description="What the holder of a receipt (ticket and check code) may see: where the request went, its "
+    "deadlines, its states, and of the notes only those marked public. Nothing personal."
+)
 class PublicProgress:
     ticket: str
     category: str
     state: RequestState
     closed: bool
     submitted_at: datetime
+    response_due_at: datetime
     resolution_due_at: datetime
+    station_name: str | None = strawberry.field(description="The station it was routed to.")
+    agency_responsible: str | None = strawberry.field(description="The department, else the station.")
     steps: list[PublicStepView]
+    merged_into: PublicProgress | None = strawberry.field(
+        description="Merged: the request it is handled with, and its progress."
+    )
+
+    @classmethod
+    def of(cls, found: ProgressRow) -> PublicProgress:
+        return cls(
+            ticket=found.ticket,
+            category=found.category,
+            state=RequestState(found.state),
+            closed=found.closed,
+            submitted_at=found.submitted_at,
+            response_due_at=found.response_due_at,
+            resolution_due_at=found.resolution_due_at,
+            station_name=found.station,
+            agency_responsible=found.agency,
+            steps=[
+                PublicStepView(at=s.at, step=s.step, state=RequestState(s.state), note=s.note)
+                for s in found.steps
+            ],
+            merged_into=cls.of(found.merged_into) if found.merged_into is not None else None,
+        )
 
 
 @strawberry.type(name="PublicStep")
@@ -287,4 +358,4 @@ class PublicStepView:
     at: datetime
     step: str
     state: RequestState
-    note: str | None
+    note: str = strawberry.field(description="The note if marked public, else what the step means.")

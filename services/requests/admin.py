@@ -10,7 +10,8 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.errors import InvalidInput, NotFound
+from services.errors import InvalidInput
+from services.reach import not_found
 from services.requests import repository
 from services.requests.config_cache import forget
 from services.requests.lifecycle import LEVELS
@@ -20,7 +21,7 @@ from tenants.context import PRINCIPAL_PATTERN, TenantContext, scope_is_within
 
 def _inside_caller(context: TenantContext, scope: str) -> None:
     if not any(scope_is_within(scope, own) for own in context.scopes):
-        raise NotFound("that territory lies outside your scope", field="nodeId")
+        raise not_found("that territory", "nodeId")
 
 
 async def set_routing_rule(
@@ -67,7 +68,7 @@ async def delete_routing_rule(session: AsyncSession, context: TenantContext, rul
         delete(RoutingRule).where(RoutingRule.tenant_id == context.tenant_id, RoutingRule.id == rule_id)
     )
     if not getattr(result, "rowcount", 0):
-        raise NotFound(f"routing rule {rule_id} does not exist or lies outside your scope", field="id")
+        raise not_found(f"routing rule {rule_id}")
 
 
 async def routing_rules(session: AsyncSession, tenant_id: int) -> list[tuple[RoutingRule, str | None]]:
@@ -114,7 +115,8 @@ async def set_calendar_days(session: AsyncSession, tenant_id: int, days: list[Da
 
 
 SETTING_LIMITS = {
-    "rating_threshold": (1, 5),
+    "rating_threshold": (1, 100),
+    "city_margin_meters": (0, 100_000),
     "duplicate_radius_meters": (10, 5000),
     "duplicate_window_hours": (1, 24 * 90),
     "due_soon_hours": (1, 24 * 14),

@@ -25,6 +25,9 @@ RESPONSE_KINDS = (RESPONSE_SOON, RESPONSE_OVERDUE)
 RESOLUTION_KINDS = (RESOLUTION_SOON, RESOLUTION_OVERDUE)
 # A resolved request nobody rates is closed after this long.
 AUTO_CLOSE_AFTER = timedelta(days=7)
+# Why a request goes one level up: a missed deadline (the only one that colours it), a dispatcher's
+# decision, or a second rating below the threshold.
+DEADLINE, MANUAL, RATING = "deadline", "manual", "rating"
 
 
 def _watch(request: Request, kind: str, due_at: datetime, deadline: datetime) -> TimerSpec:
@@ -92,16 +95,29 @@ async def _watched(
 
 
 async def escalate(
-    session: AsyncSession, request: Request, now: datetime, *, actor: str, actor_kinds: set[str], note: str
+    session: AsyncSession,
+    request: Request,
+    now: datetime,
+    *,
+    actor: str,
+    actor_kinds: set[str],
+    note: str,
+    reason: str,
+    note_public: bool = False,
 ) -> None:
-    """One level up (community → deputy → department), a new deadline there, and the colour: yellow the
-    first time a deadline is missed, red once it was missed after an escalation."""
+    """One level up (community → deputy → department) with a new deadline there, counted in
+    `escalations`. Only a missed deadline colours it: yellow the first time, red once a deadline was
+    missed again; otherwise the deadline it was due by no longer stands, so neither does its blue."""
     REQUEST.check("escalate", request.state, actor_kinds, note)
     settings = await repository.settings_of(session, request.tenant_id)
     calendar = await load_calendar(session, request.tenant_id, settings.timezone)
     from_state, from_level = request.state, request.level
-    request.supervision = "red" if request.supervision in {"yellow", "red"} else "yellow"
-    request.overdue = True
+    if reason == DEADLINE:
+        request.supervision = "red" if request.supervision in {"yellow", "red"} else "yellow"
+        request.overdue = True
+    elif request.supervision == "blue":
+        request.supervision = "none"
+    request.escalations += 1
     if request.level < len(LEVELS) - 1:
         request.level += 1
         request.responsible = LEVELS[request.level]
@@ -125,16 +141,23 @@ async def escalate(
         to_state=request.state,
         actor=actor,
         note=note,
-        payload={"from_level": from_level, "to_level": request.level, "supervision": request.supervision},
+        public=note_public,
+        payload={
+            "reason": reason,
+            "from_level": from_level,
+            "to_level": request.level,
+            "supervision": request.supervision,
+        },
         at=now,
     )
+    await session.flush()  # the event's id keys the notices below
     await schedule_resolution(session, request, settings)
     key = f"event:{event.id}"
     await tell_staff(
         session, request, "request.escalated", f"诉求 {request.ticket} 已升级督办", note, key=key
     )
     await tell_assignee(session, request, key)
-    await tell_submitter(session, request, key, "诉求已升级办理", note)
+    await tell_submitter(session, request, key, "诉求已升级办理", note if note_public else None)
 
 
 @handles(RESPONSE_SOON)
@@ -168,7 +191,14 @@ async def response_overdue(session: AsyncSession, timer: Timer, now: datetime) -
     request = await _watched(session, timer, UNANSWERED, "response_due_at")
     if request is not None:
         await escalate(
-            session, request, now, actor=SYSTEM, actor_kinds={SYSTEM}, note="超过响应时限未受理，升级督办"
+            session,
+            request,
+            now,
+            actor=SYSTEM,
+            actor_kinds={SYSTEM},
+            note="超过响应时限未受理，升级督办",
+            reason=DEADLINE,
+            note_public=True,
         )
 
 
@@ -177,7 +207,14 @@ async def resolution_overdue(session: AsyncSession, timer: Timer, now: datetime)
     request = await _watched(session, timer, OPEN_STATES, "resolution_due_at")
     if request is not None:
         await escalate(
-            session, request, now, actor=SYSTEM, actor_kinds={SYSTEM}, note="超过办理时限未办结，升级督办"
+            session,
+            request,
+            now,
+            actor=SYSTEM,
+            actor_kinds={SYSTEM},
+            note="超过办理时限未办结，升级督办",
+            reason=DEADLINE,
+            note_public=True,
         )
 
 
@@ -201,4 +238,5 @@ async def auto_close(session: AsyncSession, timer: Timer, now: datetime) -> None
         note="评价期满未评价，自动办结",
         at=now,
     )
+    await session.flush()
     await tell_submitter(session, request, f"event:{event.id}", "诉求已办结")

@@ -34,6 +34,8 @@ BATCH_SIZE = 200
 MAX_EXTERNAL_ID = 100
 # A call cannot come from the future; a little slack for clocks that disagree.
 CLOCK_SLACK = timedelta(minutes=5)
+# Nor from before there were hotlines (year 1 would also overflow the deadline arithmetic).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 
 # Column -> the headers accepted for it (English, then the 12345 export's Chinese).
 COLUMNS: dict[str, tuple[str, ...]] = {
@@ -178,6 +180,8 @@ def _time(raw: str, zone: ZoneInfo, now: datetime) -> datetime:
         parsed = parsed.replace(tzinfo=zone)
     if parsed > now + CLOCK_SLACK:
         raise _Refused(f"bad time {raw!r}: it lies in the future")
+    if parsed < EARLIEST:
+        raise _Refused(f"bad time {raw!r}: it lies before 1970")
     return parsed
 
 
@@ -194,6 +198,9 @@ def _number(raw: str, name: str, bound: float) -> float:
 def check_row(row: _Row, categories: dict[str, str], zone: ZoneInfo, now: datetime) -> tuple[str, Submission]:
     """The row's external id and submission, or _Refused with the reason."""
     values = row.values
+    for column, value in values.items():
+        if "\x00" in value:
+            raise _Refused(f"the {column} cell holds a NUL character, which cannot be stored")
     for column in REQUIRED:
         if not values.get(column):
             raise _Refused(f"missing {column} ({COLUMNS[column][1]})")
@@ -274,7 +281,8 @@ async def import_hotline(
     good: list[_Good] = []
     first_line: dict[str, int] = {}
     for row in rows:
-        external_id = row.values.get("external_id") or None
+        # As reported (a refused id may hold a NUL, which a terminal would swallow).
+        external_id = (row.values.get("external_id") or "").replace("\x00", "\\x00") or None
         try:
             external_id, submission = check_row(row, categories, zone, moment)
             if external_id in first_line:

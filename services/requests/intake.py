@@ -1,7 +1,9 @@
 """One intake pipeline for every channel (app, hotline file, Open311): validate, locate, route, time, record.
 
 Intake runs as the system (`system:intake`, the whole tenant): routing must see the tenant's whole grid,
-which the resident who submits does not. The resident is recorded as the request's owner.
+which the resident who submits does not. The resident is recorded as the request's owner. What it answers
+(the `Receipt`) is the new request's own: its ticket and codes, where it went, its public progress; the
+only other requests it names are the possible duplicates, which the API filters by the caller's scope.
 """
 
 from __future__ import annotations
@@ -18,13 +20,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.assignment import locate
 from geo.crs import parse_crs, to_wgs84
-from services.errors import InvalidInput
-from services.requests import repository
+from services.errors import Conflict, InvalidInput
+from services.requests import codes, repository
+from services.requests.codes import Idempotency
 from services.requests.config_cache import city_config
 from services.requests.deadlines import schedule_deadlines
 from services.requests.lifecycle import REQUEST, SUBMITTED
 from services.requests.models import Request
-from services.requests.notices import tell_staff, tell_submitter
+from services.requests.notices import tell_assignee, tell_staff, tell_submitter
+from services.requests.progress import PublicProgress, PublicStep, agency_of, progress_of
 from services.requests.repository import DuplicateHint
 from services.requests.routing import route
 from services.workflow.service import record
@@ -54,6 +58,24 @@ class Submission:
     external_id: str | None = None
     submitted_at: datetime | None = None
     owner_principal: str | None = None
+    # A retried submission under the same key (and sender) answers the first receipt.
+    idempotency: Idempotency | None = None
+    # An anonymous submitter's receipt carries a rating code (signed-in residents rate as themselves).
+    rating_code: bool = False
+
+    def fingerprint(self) -> str:
+        return codes.fingerprint(
+            {
+                "category": self.category,
+                "description": self.description,
+                "channel": self.channel,
+                "point": [self.lon, self.lat, self.crs],
+                "address": self.address,
+                "photos": list(self.photo_urls),
+                "contact": [self.contact_name, self.contact_phone, self.contact_email],
+                "owner": self.owner_principal,
+            }
+        )
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,11 @@ class Receipt:
     routed: bool
     created: bool
     duplicates: tuple[DuplicateHint, ...] = field(default=())
+    # Shown once (and again to a retry with the same idempotency key); only their hashes are kept.
+    check_code: str | None = None
+    rating_code: str | None = None
+    scope: str = ""
+    progress: PublicProgress | None = None
 
 
 def intake_context(tenant_id: int) -> TenantContext:
@@ -126,6 +153,36 @@ def _validate(submission: Submission) -> tuple[str, str | None, tuple[float, flo
     return description, address, point
 
 
+async def _replayed(
+    session: AsyncSession, tenant_id: int, submission: Submission, seen: Request, idempotency: Idempotency
+) -> Receipt:
+    fingerprint = submission.fingerprint()
+    if seen.submission_hash != fingerprint:
+        raise Conflict(
+            "this idempotency key was used for a different submission: use a new key", field="idempotencyKey"
+        )
+    check, rating = idempotency.codes(tenant_id, fingerprint)
+    return Receipt(
+        seen.id,
+        seen.ticket,
+        seen.state,
+        seen.station_id is not None,
+        created=False,
+        check_code=check,
+        rating_code=rating if seen.rating_code_hash else None,
+        scope=seen.scope,
+        progress=await progress_of(session, seen),
+    )
+
+
+def _outside_city(submission: Submission, margin: int) -> InvalidInput:
+    return InvalidInput(
+        f"({submission.lon}, {submission.lat}) ({submission.crs}) lies more than {margin} m outside the "
+        "city's boundary: check the point and its coordinate system",
+        field="location",
+    )
+
+
 async def submit(
     session: AsyncSession, tenant_id: int, submission: Submission, *, now: datetime | None = None
 ) -> Receipt:
@@ -134,6 +191,16 @@ async def submit(
         seen = await repository.by_external_id(session, tenant_id, submission.channel, submission.external_id)
         if seen is not None:
             return Receipt(seen.id, seen.ticket, seen.state, seen.station_id is not None, created=False)
+    idempotency = submission.idempotency
+    if idempotency is not None:
+        if not codes.valid_key(idempotency.key):
+            raise InvalidInput(
+                "an idempotency key is 16 to 100 letters, digits or _.:- (a UUID, say)",
+                field="idempotencyKey",
+            )
+        seen = await repository.by_idempotency_key(session, tenant_id, idempotency.key_hash)
+        if seen is not None:
+            return await _replayed(session, tenant_id, submission, seen, idempotency)
     description, address, point = _validate(submission)
     config = await city_config(session, tenant_id)
     category = config.categories.get(submission.category)
@@ -148,10 +215,21 @@ async def submit(
     if point is not None:
         # Routed by the boundaries in force now, when it enters the system (a hotline file may be older).
         placement = (await locate(session, tenant_id, point[0], point[1], now)).placement
+        # Outside every cell: kept for manual routing if it lies in the city, refused if far outside it.
+        margin = settings.city_margin_meters
+        if placement is None and not await repository.near_city(session, tenant_id, *point, margin, now):
+            raise _outside_city(submission, margin)
     scope = placement.station.scope if placement is not None else city_scope(tenant_id)
     routed_to = await route(session, tenant_id, category.id, placement, settings)
 
     calendar = config.calendar
+    fingerprint = submission.fingerprint()
+    if idempotency is not None:
+        check_code, rating_code = idempotency.codes(tenant_id, fingerprint)
+    else:
+        check_code, rating_code = codes.new_code(), codes.new_code()
+    if not submission.rating_code:
+        rating_code = ""
     request_id = await repository.next_request_id(session)
     local_day = calendar.local_day(submitted_at)
     request = Request(
@@ -175,6 +253,10 @@ async def submit(
         contact_name=_clean(submission.contact_name, 100, "contactName"),
         contact_phone=_clean(submission.contact_phone, 32, "contactPhone"),
         contact_email=_email(submission.contact_email),
+        check_code_hash=codes.digest(check_code),
+        rating_code_hash=codes.digest(rating_code) if rating_code else None,
+        idempotency_key_hash=idempotency.key_hash if idempotency is not None else None,
+        submission_hash=fingerprint if idempotency is not None else None,
         state=SUBMITTED,
         level=routed_to.level,
         responsible=routed_to.responsible,
@@ -190,6 +272,7 @@ async def submit(
     routed = placement is not None
     await schedule_deadlines(session, request, settings)
     await tell_staff(session, request, "request.submitted", f"新诉求 {request.ticket}", category.name)
+    await tell_assignee(session, request, "submit")
     await tell_submitter(session, request, "submit", "诉求已收到")
     duplicates: tuple[DuplicateHint, ...] = ()
     if point is not None:
@@ -204,6 +287,7 @@ async def submit(
             window_hours=settings.duplicate_window_hours,
             exclude=request.id,
         )
+    note = "已收到，等待受理" if routed else "已收到；位置不在任何网格内，等待人工分派"
     # Last: appending to the audit chain locks the tenant's chain head until the commit.
     await record(
         session,
@@ -215,8 +299,31 @@ async def submit(
         from_state=None,
         to_state=SUBMITTED,
         actor=submission.owner_principal or f"channel:{submission.channel}",
-        note="已受理，等待处理" if routed else "位置不在任何网格内，等待人工分派",
+        note=note,
         payload={"channel": submission.channel, "routed": routed, "responsible": routed_to.responsible},
         at=now,
     )
-    return Receipt(request.id, request.ticket, request.state, routed, created=True, duplicates=duplicates)
+    station = placement.station.name if placement is not None else None
+    progress = PublicProgress(
+        ticket=request.ticket,
+        category=category.name,
+        state=request.state,
+        submitted_at=request.submitted_at,
+        response_due_at=request.response_due_at,
+        resolution_due_at=request.resolution_due_at,
+        station=station,
+        agency=agency_of(request, station),
+        steps=(PublicStep(now, "submit", SUBMITTED, note),),
+    )
+    return Receipt(
+        request.id,
+        request.ticket,
+        request.state,
+        routed,
+        created=True,
+        duplicates=duplicates,
+        check_code=check_code,
+        rating_code=rating_code or None,
+        scope=scope,
+        progress=progress,
+    )

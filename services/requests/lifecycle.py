@@ -24,7 +24,8 @@ UNANSWERED = frozenset({SUBMITTED, RETURNED})
 SUBMITTER, ASSIGNEE = "submitter", "assignee"
 DISPATCHERS = (Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF)
 STAFF = (*DISPATCHERS, Role.STATION_LIAISON)
-HANDLERS = (*STAFF, Role.DEPUTY, ASSIGNEE)
+# Whoever it is assigned to (a deputy a routing rule named, a grid worker) handles what is theirs.
+HANDLERS = (*STAFF, ASSIGNEE)
 
 # Levels of "small matters in the community, big ones to the deputy, hard ones to the departments".
 LEVELS = ("station", "deputy", "department")
@@ -33,13 +34,14 @@ REQUEST = StateMachine(
     "request",
     STATES,
     [
-        step("accept", {SUBMITTED, RETURNED}, ACCEPTED, STAFF),
+        step("accept", {SUBMITTED, RETURNED}, ACCEPTED, HANDLERS),
         step("assign", {ACCEPTED, REOPENED}, ASSIGNED, STAFF),
         step("reassign", {ASSIGNED, IN_PROGRESS}, ASSIGNED, STAFF, note=True),
-        step("start", {ASSIGNED}, IN_PROGRESS, HANDLERS),
+        # From ACCEPTED too: a request routed to its assignee is accepted by them and needs no assigning.
+        step("start", {ACCEPTED, ASSIGNED}, IN_PROGRESS, HANDLERS),
         step("resolve", {ASSIGNED, IN_PROGRESS}, RESOLVED, HANDLERS, note=True),
-        # A station sends back what is not its to handle; a dispatcher routes it again.
-        step("return", {SUBMITTED, ACCEPTED, ASSIGNED, IN_PROGRESS}, RETURNED, STAFF, note=True),
+        # A station (or the assignee) sends back what is not its to handle; a dispatcher routes it again.
+        step("return", {SUBMITTED, ACCEPTED, ASSIGNED, IN_PROGRESS}, RETURNED, HANDLERS, note=True),
         # By hand (a dispatcher), or by the system once new grid cells cover the point.
         step("reroute", {SUBMITTED, RETURNED}, SUBMITTED, (*DISPATCHERS, SYSTEM)),
         step("merge", OPEN_STATES, MERGED, STAFF, note=True),
@@ -50,3 +52,26 @@ REQUEST = StateMachine(
         step("escalate", OPEN_STATES, ASSIGNED, (SYSTEM, *DISPATCHERS), note=True),
     ],
 )
+
+# The mutation that takes each step: what `availableSteps` names. A rating closes or reopens.
+MUTATIONS = {
+    "accept": "acceptRequest",
+    "assign": "assignRequest",
+    "reassign": "assignRequest",
+    "start": "startRequest",
+    "resolve": "resolveRequest",
+    "return": "returnRequest",
+    "reroute": "rerouteRequest",
+    "merge": "mergeRequest",
+    "reject": "rejectRequest",
+    "close": "rateRequest",
+    "reopen": "rateRequest",
+    "escalate": "escalateRequest",
+}
+# Steps whose note is addressed to the submitter, so shown publicly unless marked otherwise; the notes of
+# the other steps are the staff's own unless marked public.
+PUBLIC_NOTE_STEPS = frozenset({"resolve", "reject"})
+
+
+def mutations_for(steps: list[str]) -> list[str]:
+    return list(dict.fromkeys(MUTATIONS[name] for name in steps if name in MUTATIONS))

@@ -75,8 +75,8 @@ class RequestSettings(Base):
 
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     timezone: Mapped[str] = mapped_column(String(64), server_default="Asia/Shanghai")
-    # A rating below this (1-5) reopens the request for rectification.
-    rating_threshold: Mapped[int] = mapped_column(SmallInteger, server_default="3")
+    # Satisfaction is out of 100; a rating below this reopens the request for rectification.
+    rating_threshold: Mapped[int] = mapped_column(SmallInteger, server_default="80")
     duplicate_radius_meters: Mapped[int] = mapped_column(Integer, server_default="200")
     duplicate_window_hours: Mapped[int] = mapped_column(Integer, server_default="72")
     # Blue (due soon) when less than this is left before a deadline.
@@ -86,6 +86,8 @@ class RequestSettings(Base):
     # Whether Open311 GETs without credentials list the tenant's requests (public fields only).
     open311_public: Mapped[bool] = mapped_column(Boolean, server_default="true")
     default_department: Mapped[str] = mapped_column(String(200), server_default="区职能部门")
+    # A point farther than this outside the city's boundary (its districts' union) is refused.
+    city_margin_meters: Mapped[int] = mapped_column(Integer, server_default="1000")
 
 
 class RoutingRule(Base):
@@ -139,6 +141,19 @@ class Request(Base):
         Index("ix_requests_tenant_id_state", "tenant_id", "state"),
         Index("ix_requests_tenant_id_category_id_submitted_at", "tenant_id", "category_id", "submitted_at"),
         Index("ix_requests_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+        Index(
+            "ix_requests_tenant_id_check_code_hash",
+            "tenant_id",
+            "check_code_hash",
+            postgresql_where=text("check_code_hash IS NOT NULL"),
+        ),
+        Index(
+            "uq_requests_idempotency",
+            "tenant_id",
+            "idempotency_key_hash",
+            unique=True,
+            postgresql_where=text("idempotency_key_hash IS NOT NULL"),
+        ),
         CheckConstraint("char_length(description) <= 4000", name="description_length"),
         CheckConstraint("supervision IN ('none', 'blue', 'yellow', 'red')", name="supervision"),
     )
@@ -165,6 +180,13 @@ class Request(Base):
     contact_name: Mapped[str | None] = mapped_column(String(100))
     contact_phone: Mapped[str | None] = mapped_column(String(32))
     contact_email: Mapped[str | None] = mapped_column(String(254))
+    # SHA-256 of the receipt's codes, never the codes: the check code opens the public progress (and is
+    # Open311's token), the rating code lets an anonymous submitter rate.
+    check_code_hash: Mapped[str | None] = mapped_column(String(64))
+    rating_code_hash: Mapped[str | None] = mapped_column(String(64))
+    # SHA-256 of the client's idempotency key (with who sent it), and of what it submitted under it.
+    idempotency_key_hash: Mapped[str | None] = mapped_column(String(64))
+    submission_hash: Mapped[str | None] = mapped_column(String(64))
 
     state: Mapped[str] = mapped_column(String(16))
     # The level handling it: 0 community (station), 1 deputy, 2 department.
@@ -172,7 +194,10 @@ class Request(Base):
     responsible: Mapped[str] = mapped_column(String(16))
     assignee: Mapped[str | None] = mapped_column(String(100))
     department: Mapped[str | None] = mapped_column(String(200))
+    # Colours come from deadlines only; escalations (by deadline, by hand, by a second bad rating) are
+    # counted here.
     supervision: Mapped[str] = mapped_column(String(8), server_default="none")
+    escalations: Mapped[int] = mapped_column(SmallInteger, server_default="0")
     merged_into_id: Mapped[int | None] = mapped_column(BigInteger)
     # Each resolve starts a round; one rating per round.
     resolution_round: Mapped[int] = mapped_column(SmallInteger, server_default="0")
@@ -191,13 +216,13 @@ class Request(Base):
 
 
 class RequestRating(Base):
-    """The submitter's verdict on one resolution: solved or not, and satisfaction 1-5, kept apart."""
+    """The submitter's verdict on one resolution: solved or not, and satisfaction out of 100, kept apart."""
 
     __tablename__ = "request_ratings"
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "request_id"], ["requests.tenant_id", "requests.id"]),
         UniqueConstraint("tenant_id", "request_id", "resolution_round"),
-        CheckConstraint("score BETWEEN 1 AND 5", name="score"),
+        CheckConstraint("score BETWEEN 0 AND 100", name="score"),
     )
 
     tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -210,6 +235,29 @@ class RequestRating(Base):
     comment: Mapped[str | None] = mapped_column(Text)
     rated_by: Mapped[str] = mapped_column(String(100))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class RequestFollower(Base):
+    """A submitter of a request merged into this one: told of its resolution, and may rate it. The row lies
+    in the surviving request's scope, so its staff reach it and the follower reads their own."""
+
+    __tablename__ = "request_followers"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id", "request_id"], ["requests.tenant_id", "requests.id"]),
+        ForeignKeyConstraint(["tenant_id", "merged_id"], ["requests.tenant_id", "requests.id"]),
+        UniqueConstraint("tenant_id", "request_id", "merged_id"),
+        Index("ix_request_followers_tenant_id_merged_id", "tenant_id", "merged_id"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    request_id: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(Ltree())
+    merged_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    # Where their notices go (an account, or phone:<digits>); personal data.
+    recipient: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 class ApiKey(Base):

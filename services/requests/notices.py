@@ -1,13 +1,16 @@
-"""Who hears about a request's steps: the staff of its scope, its assignee, and the resident who sent it."""
+"""Who hears about a request's steps: the staff of its scope, its assignee, the resident who sent it, and
+the submitters of requests merged into it. Every notice lies in the request's own scope, and carries its
+id, ticket and state; only the assignee's shows the description."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.notifications.dispatch import notify
-from services.requests.models import Request
+from services.requests.models import Request, RequestFollower
 
 _PHONE = re.compile(r"[^0-9]")
 
@@ -75,3 +78,22 @@ async def tell_submitter(
         payload=_payload(request),
         source=f"request:{request.id}:submitter:{key}",
     )
+
+
+async def tell_followers(
+    session: AsyncSession, request: Request, followers: Sequence[RequestFollower], key: str, title: str
+) -> None:
+    """The submitters of the requests merged into this one (their address was kept when they were merged)."""
+    for follower in followers:
+        if follower.recipient is None:
+            continue
+        await notify(
+            session,
+            tenant_id=request.tenant_id,
+            scope=request.scope,
+            kind="request.progress",
+            title=f"{title}（{request.ticket}）",
+            recipient=follower.recipient,
+            payload={**_payload(request), "merged_id": follower.merged_id},
+            source=f"request:{request.id}:follower:{follower.merged_id}:{key}",
+        )

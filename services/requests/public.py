@@ -12,11 +12,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, Select, and_, case, func, select
+from sqlalchemy import Row, Select, and_, case, func, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.requests import codes
 from services.requests.lifecycle import OPEN_STATES, STATES
 from services.requests.models import Request, RequestCategory, RequestSettings
+from services.requests.progress import PHRASES
 from services.workflow.models import WorkflowEvent
 from tenants.models import Station
 
@@ -102,16 +104,28 @@ async def categories(session: AsyncSession, tenant_id: int, code: str | None = N
     return [PublicCategory(r.code, r.name, r.kind, r.response_days, r.resolution_days) for r in rows]
 
 
+def _public_note() -> Any:
+    """services.requests.progress.public_note in SQL: the note if marked public, else the step's phrase."""
+    into = WorkflowEvent.payload["into"].astext
+    return case(
+        (
+            and_(WorkflowEvent.public.is_(True), func.coalesce(WorkflowEvent.note, "") != ""),
+            WorkflowEvent.note,
+        ),
+        (and_(WorkflowEvent.step == "merge", into.is_not(None)), func.concat("已并入 ", into, " 一并办理")),
+        *[(WorkflowEvent.step == step, literal(phrase)) for step, phrase in PHRASES.items()],
+        else_=literal(""),
+    )
+
+
 def _public_requests(tenant_id: int) -> Select[Any]:
-    # The latest public note of the request's history: what the Open311 status_notes show.
+    # What the latest step of the request's history says publicly: the Open311 status_notes.
     note = (
-        select(WorkflowEvent.note)
+        select(_public_note())
         .where(
             WorkflowEvent.tenant_id == Request.tenant_id,
             WorkflowEvent.workflow == "request",
             WorkflowEvent.subject_id == Request.id,
-            WorkflowEvent.public.is_(True),
-            WorkflowEvent.note.is_not(None),
         )
         .order_by(WorkflowEvent.id.desc())
         .limit(1)
@@ -184,10 +198,12 @@ async def search(session: AsyncSession, tenant_id: int, where: RequestFilter) ->
 
 
 async def ticket_for_token(session: AsyncSession, tenant_id: int, channel: str, token: str) -> str | None:
-    """The ticket of the request a channel knows by `token` (its external id)."""
+    """The ticket of the request a channel's client knows by `token` (its check code, kept as a hash)."""
     found = await session.scalar(
         select(Request.ticket).where(
-            Request.tenant_id == tenant_id, Request.channel == channel, Request.external_id == token
+            Request.tenant_id == tenant_id,
+            Request.channel == channel,
+            Request.check_code_hash == codes.digest(token),
         )
     )
     return str(found) if found is not None else None

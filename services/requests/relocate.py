@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.assignment import locate
+from services.requests import repository
 from services.requests.config_cache import city_config
 from services.requests.lifecycle import REQUEST, RETURNED, SUBMITTED
 from services.requests.models import Request
@@ -34,7 +35,8 @@ class RelocateReport:
 async def relocate_unrouted(
     session: AsyncSession, tenant_id: int, *, now: datetime | None = None, limit: int = 10_000
 ) -> RelocateReport:
-    """Route the queued requests a grid cell now covers; the others stay queued. Runs as the system."""
+    """Route the queued requests a grid cell now covers; the others stay queued. Runs as the system, for
+    one tenant (an operator's command): the session's tenant and the explicit `tenant_id` bound it."""
     moment = now or datetime.now(UTC)
     queued = (
         await session.scalars(
@@ -83,6 +85,8 @@ async def relocate_unrouted(
             payload={"station_id": placement.station_id, "grid_cell_id": placement.grid_cell_id},
             at=moment,
         )
+        await session.flush()  # the event's id keys the notice
+        await repository.move_followers(session, request)
         title = f"新诉求 {request.ticket}（重新定位后分派）"
         await tell_staff(session, request, "request.submitted", title, "", key=f"event:{event.id}")
         routed += 1

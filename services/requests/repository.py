@@ -2,16 +2,30 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.errors import InvalidInput, NotFound
+from geo.heat import DEFAULT_RATING_THRESHOLD
+from services.errors import InvalidInput
+from services.reach import not_found
 from services.requests.lifecycle import OPEN_STATES
-from services.requests.models import Holiday, Request, RequestCategory, RequestSettings, RoutingRule
+from services.requests.models import (
+    Holiday,
+    Request,
+    RequestCategory,
+    RequestFollower,
+    RequestRating,
+    RequestSettings,
+    RoutingRule,
+)
+
+DEFAULT_CITY_MARGIN_METERS = 1000
 
 
 async def settings_of(session: AsyncSession, tenant_id: int) -> RequestSettings:
@@ -21,13 +35,14 @@ async def settings_of(session: AsyncSession, tenant_id: int) -> RequestSettings:
         return RequestSettings(
             tenant_id=tenant_id,
             timezone="Asia/Shanghai",
-            rating_threshold=3,
+            rating_threshold=DEFAULT_RATING_THRESHOLD,
             duplicate_radius_meters=200,
             duplicate_window_hours=72,
             due_soon_hours=24,
             escalation_days=3,
             open311_public=True,
             default_department="区职能部门",
+            city_margin_meters=DEFAULT_CITY_MARGIN_METERS,
         )
     return found
 
@@ -45,6 +60,15 @@ async def category_by_code(session: AsyncSession, tenant_id: int, code: str) -> 
     return category
 
 
+async def category_name(session: AsyncSession, tenant_id: int, category_id: int) -> str:
+    name = await session.scalar(
+        select(RequestCategory.name).where(
+            RequestCategory.tenant_id == tenant_id, RequestCategory.id == category_id
+        )
+    )
+    return str(name)
+
+
 async def categories(session: AsyncSession, tenant_id: int) -> list[RequestCategory]:
     return list(
         (
@@ -57,13 +81,29 @@ async def categories(session: AsyncSession, tenant_id: int) -> list[RequestCateg
     )
 
 
-async def get(session: AsyncSession, tenant_id: int, request_id: int, *, for_update: bool = False) -> Request:
+def _inside(scopes: Sequence[str]) -> Any:
+    return text("requests.scope <@ CAST(:within AS ltree[])").bindparams(within=list(scopes))
+
+
+async def get(
+    session: AsyncSession,
+    tenant_id: int,
+    request_id: int,
+    *,
+    for_update: bool = False,
+    within: Sequence[str] | None = None,
+    field: str = "id",
+) -> Request:
+    """The request, if the session sees it and (with `within`) it lies inside those scopes: a row a caller
+    sees only as its owner is not one they may step on. Else NOT_FOUND, worded as for a missing one."""
     statement = select(Request).where(Request.tenant_id == tenant_id, Request.id == request_id)
+    if within is not None:
+        statement = statement.where(_inside(within))
     if for_update:
         statement = statement.with_for_update()
     found = await session.scalar(statement)
     if found is None:
-        raise NotFound(f"request {request_id} does not exist or lies outside your scope", field="id")
+        raise not_found(f"request {request_id}", field)
     return found
 
 
@@ -81,6 +121,38 @@ async def by_external_id(
         select(Request).where(
             Request.tenant_id == tenant_id, Request.channel == channel, Request.external_id == external_id
         )
+    )
+    return found
+
+
+async def by_ticket_and_code(
+    session: AsyncSession,
+    tenant_id: int,
+    ticket: str,
+    *,
+    check_code_hash: str | None = None,
+    rating_code_hash: str | None = None,
+) -> Request | None:
+    """The request of a ticket whose receipt code has this hash; None when either does not match."""
+    statement = select(Request).where(Request.tenant_id == tenant_id, Request.ticket == ticket)
+    if check_code_hash is not None:
+        statement = statement.where(Request.check_code_hash == check_code_hash)
+    elif rating_code_hash is not None:
+        statement = statement.where(Request.rating_code_hash == rating_code_hash)
+    else:
+        return None
+    found: Request | None = await session.scalar(statement)
+    return found
+
+
+async def by_idempotency_key(session: AsyncSession, tenant_id: int, key_hash: str) -> Request | None:
+    # Two submissions under one key wait for each other here, so the second finds the first's row.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(:key, :tenant_id))"),
+        {"key": key_hash, "tenant_id": tenant_id},
+    )
+    found: Request | None = await session.scalar(
+        select(Request).where(Request.tenant_id == tenant_id, Request.idempotency_key_hash == key_hash)
     )
     return found
 
@@ -263,3 +335,123 @@ async def calendar_year(session: AsyncSession, tenant_id: int, year: int) -> lis
             )
         ).all()
     )
+
+
+async def rating_taken(session: AsyncSession, request: Request) -> bool:
+    found = await session.scalar(
+        select(RequestRating.id).where(
+            RequestRating.tenant_id == request.tenant_id,
+            RequestRating.request_id == request.id,
+            RequestRating.resolution_round == request.resolution_round,
+        )
+    )
+    return found is not None
+
+
+async def followers(session: AsyncSession, tenant_id: int, request_id: int) -> list[RequestFollower]:
+    return list(
+        (
+            await session.scalars(
+                select(RequestFollower)
+                .where(RequestFollower.tenant_id == tenant_id, RequestFollower.request_id == request_id)
+                .order_by(RequestFollower.id)
+            )
+        ).all()
+    )
+
+
+async def followed_by(session: AsyncSession, tenant_id: int, merged_id: int) -> RequestFollower | None:
+    """The latest request that a merged request's submitter follows (the end of a chain of merges)."""
+    found: RequestFollower | None = await session.scalar(
+        select(RequestFollower)
+        .where(RequestFollower.tenant_id == tenant_id, RequestFollower.merged_id == merged_id)
+        .order_by(RequestFollower.id.desc())
+        .limit(1)
+    )
+    return found
+
+
+async def followed_by_many(
+    session: AsyncSession, tenant_id: int, merged_ids: Sequence[int]
+) -> dict[int, RequestFollower]:
+    """`followed_by` for many merged requests, in one statement."""
+    if not merged_ids:
+        return {}
+    latest = (
+        select(func.max(RequestFollower.id))
+        .where(RequestFollower.tenant_id == tenant_id, RequestFollower.merged_id.in_(list(merged_ids)))
+        .group_by(RequestFollower.merged_id)
+    )
+    rows = await session.scalars(
+        select(RequestFollower).where(RequestFollower.tenant_id == tenant_id, RequestFollower.id.in_(latest))
+    )
+    return {row.merged_id: row for row in rows}
+
+
+async def add_followers(
+    session: AsyncSession, survivor: Request, merged: Request, recipient: str | None
+) -> None:
+    """The merged request's submitter, and whoever followed the merged request, now follow the survivor."""
+    earlier = await followers(session, merged.tenant_id, merged.id)
+    rows = [(merged.id, merged.owner_principal, recipient)]
+    rows += [(f.merged_id, f.owner_principal, f.recipient) for f in earlier]
+    known = {f.merged_id for f in await followers(session, survivor.tenant_id, survivor.id)}
+    for merged_id, owner, address in rows:
+        if merged_id in known:
+            continue
+        known.add(merged_id)
+        session.add(
+            RequestFollower(
+                tenant_id=survivor.tenant_id,
+                request_id=survivor.id,
+                scope=survivor.scope,
+                merged_id=merged_id,
+                owner_principal=owner,
+                recipient=address,
+            )
+        )
+    await session.flush()
+
+
+async def move_followers(session: AsyncSession, request: Request) -> None:
+    """A rerouted request's followers move with it into its new scope."""
+    await session.execute(
+        update(RequestFollower)
+        .where(RequestFollower.tenant_id == request.tenant_id, RequestFollower.request_id == request.id)
+        .values(scope=request.scope)
+    )
+
+
+CITY_BOUNDARY = """
+SELECT count(*) AS districts,
+       coalesce(bool_or(
+         b.geom && ST_Expand(ST_SetSRID(ST_MakePoint(:lon, :lat), 4326), :degrees)
+         AND ST_DWithin(b.geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography, :meters)
+       ), false) AS near
+FROM boundaries b
+WHERE b.tenant_id = :tenant_id AND b.level = 'district'
+  AND b.valid_from <= :as_of AND (b.valid_to IS NULL OR b.valid_to > :as_of)
+"""
+
+
+async def near_city(
+    session: AsyncSession, tenant_id: int, lon: float, lat: float, meters: int, as_of: datetime
+) -> bool:
+    """Whether the point lies within `meters` of the city (the union of its districts' boundaries); a city
+    whose districts have no boundary yet has no outline to refuse points by."""
+    # A box of `meters` around the point, widened for longitude's shrinking with latitude.
+    degrees = max(meters, 1) / 111_000 / max(math.cos(math.radians(lat)), 0.05) * 1.1
+    row = (
+        await session.execute(
+            text(CITY_BOUNDARY),
+            {
+                "tenant_id": tenant_id,
+                "lon": lon,
+                "lat": lat,
+                "degrees": degrees,
+                "meters": meters,
+                "as_of": as_of,
+            },
+        )
+    ).one()
+    return bool(row.near) or int(row.districts) == 0

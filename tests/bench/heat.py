@@ -299,7 +299,7 @@ CREATE TABLE bench_heat_daily AS
 SELECT tenant_id, (submitted_at AT TIME ZONE 'Asia/Shanghai')::date AS day, scope, grid_cell_id,
   category_id, state, count(*) AS total, count(*) FILTER (WHERE overdue) AS overdue,
   count(rating) AS rated, coalesce(sum(rating), 0) AS rating_sum,
-  count(*) FILTER (WHERE rating >= 3) AS satisfied, count(*) FILTER (WHERE solved) AS solved,
+  count(*) FILTER (WHERE rating >= 80) AS satisfied, count(*) FILTER (WHERE solved) AS solved,
   count(solved) AS solved_known
 FROM requests WHERE grid_cell_id IS NOT NULL
 GROUP BY 1, 2, 3, 4, 5, 6

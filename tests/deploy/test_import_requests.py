@@ -193,3 +193,101 @@ def test_usage_errors_are_one_sentence(
     assert mentioned in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
     assert "Traceback" not in result.stderr
+
+
+def test_hostile_cells_are_refused_by_line_and_the_rest_kept(
+    cli_env: dict[str, str], tenant: tuple[str, float, float], tmp_path: Path, owner_dsn: str, worker: object
+) -> None:
+    code, lon, lat = tenant
+    nul = "\u0000"
+    rows = [
+        [
+            "N-001",
+            "2026-11-23 09:00",
+            "environment",
+            f"井盖{nul}缺失",
+            "幸福路 1 号",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # 2
+        [
+            f"N-0{nul}02",
+            "2026-11-23 09:00",
+            "environment",
+            "井盖缺失",
+            "幸福路 1 号",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # 3
+        [
+            "N-003",
+            "2026-11-23 09:00",
+            f"environment{nul}",
+            "井盖缺失",
+            "幸福路 1 号",
+            "",
+            "",
+            "",
+            "",
+            "",
+        ],  # 4
+        ["N-004", f"2026-11-23{nul}", "environment", "井盖缺失", "幸福路 1 号", "", "", "", "", ""],  # 5
+        [
+            "N-005",
+            "2026-11-23 09:00",
+            "environment",
+            "井盖缺失",
+            "幸福路 1 号",
+            "",
+            "",
+            "",
+            "",
+            f"139{nul}",
+        ],  # 6
+        [
+            "N-006",
+            "2026-11-23 09:00",
+            "environment",
+            "井盖缺失",
+            "",
+            f"{lon}{nul}",
+            f"{lat}",
+            "",
+            "",
+            "",
+        ],  # 7
+        ["N-007", "0001-01-01 00:00", "environment", "远古来电", "幸福路 1 号", "", "", "", "", ""],  # 8
+        ["N-008", "2026-11-23 09:00", "environment", "井盖缺失", "幸福路 1 号", "", "", "", "", ""],  # 9
+        [
+            "N-009",
+            "2026-11-23 09:00",
+            "environment",
+            "电话太长",
+            "幸福路 1 号",
+            "",
+            "",
+            "",
+            "",
+            "1" * 40,
+        ],  # 10
+    ]
+    path = write_csv(tmp_path / "hostile.csv", ENGLISH, rows, "utf-8")
+    result = liaison(cli_env, "import", "requests", str(path), "--tenant", code)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr and "\x00" not in result.stdout
+    assert "9 rows (utf-8): 1 imported, 0 already present, 8 refused" in result.stdout, result.stdout
+    refused = refused_lines(result.stdout)
+    assert set(refused) == {2, 3, 4, 5, 6, 7, 8, 10}
+    for line, column in [(2, "description"), (3, "external_id"), (4, "category"), (5, "submitted_at")]:
+        assert f"the {column} cell holds a NUL character" in refused[line]
+    assert "contact_phone" in refused[6] and "lon" in refused[7]
+    assert "bad time" in refused[8]
+    assert "contactPhone" in refused[10] and "longer" in refused[10]
+    assert "line 3 (N-0\\x0002)" in result.stdout
+    assert set(stored(owner_dsn, "N-")) == {"N-008"}

@@ -44,6 +44,8 @@ START, END = T0, T0 + timedelta(days=30)
 CHANNELS = ("app", "hotline", "wechat", "visit", "open311")
 CATEGORIES = ("environment", "parking", "safety", "elderly_care")
 SHANGHAI = timedelta(hours=8)
+# Satisfaction is out of 100; the city's threshold defaults to 80% of it.
+THRESHOLD = 80
 
 
 @dataclass
@@ -137,7 +139,10 @@ async def build_heat_city(database: Database, code: str, seed: int = 3) -> HeatC
             lat = rng.uniform(south + 1e-4, north - 1e-4)
             street = street_of[station.street_id]
             state = rng.choice(heat.STATES)
-            rating = rng.choice([None, 1, 2, 3, 4, 5]) if state in ("resolved", "closed") else None
+            # Out of 100, some on the threshold (80) and just below it.
+            rating = (
+                rng.choice([None, 0, 20, 60, 79, 80, 95, 100]) if state in ("resolved", "closed") else None
+            )
             solved = None if rating is None else rng.random() < 0.7
             # Mostly inside the window, some outside, a few exactly on its edges.
             if n % 40 == 1:
@@ -220,7 +225,7 @@ def measures(members: list[Row]) -> dict[str, Any]:
         "overdue": sum(r.overdue for r in members),
         "resolved": sum(r.state in ("resolved", "closed") for r in members),
         "rated": len(rated),
-        "satisfied": sum(rating >= 3 for rating in rated),
+        "satisfied": sum(rating >= THRESHOLD for rating in rated),
         "averageRating": round(sum(rated) / len(rated), 3) if rated else None,
         "solved": sum(bool(s) for s in solved_known),
         "solvedShare": round(sum(bool(s) for s in solved_known) / len(solved_known), 3)
@@ -411,6 +416,34 @@ def test_resolutions_out_of_range_are_refused(resolution: int | None) -> None:
 
 
 # Statistics.
+
+
+async def test_satisfied_counts_ratings_at_or_above_the_citys_threshold(
+    database: Database, city: HeatCity
+) -> None:
+    """The same threshold reopens a request (services.requests) and counts it satisfied here."""
+    assert heat.DEFAULT_RATING_THRESHOLD == THRESHOLD
+    rated = [r.rating for r in city.rows_in() if r.rating is not None]
+    session = database.open()
+    try:
+        await session.begin()
+        await database.apply(session, context_of(city))
+        stored = await session.scalar(
+            text("SELECT rating_threshold FROM request_settings WHERE tenant_id = :t"),
+            {"t": city.tenant.tenant_id},
+        )
+        assert stored == THRESHOLD  # the tenant's row has the default
+        before = await heat.request_stats(session, window(city), [])
+        await session.execute(
+            text("UPDATE request_settings SET rating_threshold = 60 WHERE tenant_id = :t"),
+            {"t": city.tenant.tenant_id},
+        )
+        after = await heat.request_stats(session, window(city), [])
+    finally:
+        await session.rollback()
+        await session.close()
+    assert before[0].satisfied == sum(rating >= THRESHOLD for rating in rated)
+    assert after[0].satisfied == sum(rating >= 60 for rating in rated) > before[0].satisfied
 
 
 async def test_stats_by_category_and_state(database: Database, city: HeatCity) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -47,7 +48,6 @@ PERSONAL = {
     "email": "xiaoming.private@example.com",
     "device_id": "device-4711-secret",
 }
-STAFF = requests_service.Actor("operator:test", frozenset({"city_admin"}))
 
 
 @dataclass
@@ -144,11 +144,12 @@ async def post_request(
 
 async def staff_step(database: Database, city: City, ticket: str, *steps: tuple[str, dict[str, Any]]) -> None:
     tenant_id = city.tenant.tenant_id
+    staff = requests_service.Actor("operator:test", frozenset({"city_admin"}), (city.tenant.scope,))
     async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "operator:test")) as session:
         request = await repository.by_ticket(session, tenant_id, ticket)
         assert request is not None
         for name, arguments in steps:
-            await getattr(requests_service, name)(session, STAFF, tenant_id, request.id, **arguments)
+            await getattr(requests_service, name)(session, staff, tenant_id, request.id, **arguments)
 
 
 @pytest.mark.parametrize("fmt", ["json", "xml"])
@@ -188,7 +189,7 @@ async def test_round_trip(api: Api, city: City, database: Database, worker: obje
     assert list(found) == REQUEST_FIELDS
     assert found["service_request_id"] == ticket
     assert found["status"] == "open"
-    assert found["status_notes"] == "已受理，等待处理"
+    assert found["status_notes"] == "已收到，等待受理"  # nobody has accepted it yet
     assert found["service_code"] == "environment"
     assert found["media_url"] == "https://example.com/photo/1.jpg"
     assert found["address"] == "幸福路 12 号"
@@ -244,16 +245,18 @@ async def test_post_as_json_and_personal_data_kept_but_never_shown(
     ticket = created["service_request_id"]
     with psycopg.connect(owner_dsn) as conn:
         stored = conn.execute(
-            "SELECT channel, contact_name, contact_phone, contact_email, external_id FROM requests "
-            "WHERE ticket = %s",
+            "SELECT channel, contact_name, contact_phone, contact_email, external_id, check_code_hash "
+            "FROM requests WHERE ticket = %s",
             (ticket,),
         ).fetchone()
+    # The token is the receipt's check code: only its SHA-256 is kept.
     assert stored == (
         "open311",
         "Xiaoming Wangxyz",
         "13912345678",
         "xiaoming.private@example.com",
-        created["token"],
+        None,
+        hashlib.sha256(created["token"].replace("-", "").upper().encode()).hexdigest(),
     )
 
     params = {"jurisdiction_id": "openville"}
@@ -399,3 +402,70 @@ async def test_private_tenant_needs_credentials(api: Api, database: Database, ow
     response = await api.client.get(f"{V2}/requests.json", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 200
     assert json.loads(response.text) == []
+
+
+async def test_the_token_is_the_receipts_check_code_read_within_the_callers_scope(
+    api: Api, city: City, worker: object
+) -> None:
+    created = await post_request(api, city, "json", 1)
+    ticket, token = created["service_request_id"], created["token"]
+    progress = await api.gql(
+        "query($c: String!, $t: String!, $k: String!) "
+        "{ requestProgress(tenant: $c, ticket: $t, checkCode: $k) { ticket } }",
+        {"c": "openville", "t": ticket, "k": token},
+    )
+    assert progress["requestProgress"] == {"ticket": ticket}
+    url = f"{V2}/tokens/{token}.json"
+    public = await api.client.get(url, params={"jurisdiction_id": "openville"})
+    assert public.json() == [{"service_request_id": ticket, "token": token}]
+    # A key of the other district is answered as for a token that does not exist.
+    other = await api.client.get(url, params={"jurisdiction_id": "openville", "api_key": city.district_key})
+    unknown = await api.client.get(
+        f"{V2}/tokens/NOPE-NOPE-NOPE.json",
+        params={"jurisdiction_id": "openville", "api_key": city.district_key},
+    )
+    assert assert_error(other, "json", 404).replace(token, "X") == assert_error(unknown, "json", 404).replace(
+        "NOPE-NOPE-NOPE", "X"
+    )
+
+
+async def test_a_retried_post_with_the_same_idempotency_key_is_the_first_request(
+    api: Api, city: City, worker: object
+) -> None:
+    _, lon, lat = city.districts[0]
+    form = {
+        "jurisdiction_id": "openville",
+        "api_key": city.city_key,
+        "service_code": "parking",
+        "lat": f"{lat:.7f}",
+        "long": f"{lon:.7f}",
+        "description": "车辆堵住消防通道",
+    }
+    headers = {"Idempotency-Key": "open311-retry-0001-aaaa-bbbb"}
+    first = await api.client.post(f"{V2}/requests.json", data=form, headers=headers)
+    retry = await api.client.post(f"{V2}/requests.json", data=form, headers=headers)
+    assert (first.status_code, retry.status_code) == (201, 200)
+    assert first.json() == retry.json()
+    other = await api.client.post(
+        f"{V2}/requests.json", data={**form, "description": "另一件事"}, headers=headers
+    )
+    assert "idempotency key" in assert_error(other, "json", 409)
+    # Bound to the key that sent it: another api key's request under the same header is its own.
+    theirs = await api.client.post(
+        f"{V2}/requests.json", data={**form, "api_key": city.district_key}, headers=headers
+    )
+    assert theirs.status_code == 201
+    assert theirs.json()[0]["service_request_id"] != first.json()[0]["service_request_id"]
+
+
+async def test_a_point_far_outside_the_jurisdiction_is_refused(api: Api, city: City) -> None:
+    form = {
+        "jurisdiction_id": "openville",
+        "api_key": city.city_key,
+        "service_code": "parking",
+        "lat": "30.0",
+        "long": "100.0",
+        "description": "定位错了",
+    }
+    response = await api.client.post(f"{V2}/requests.json", data=form)
+    assert "outside the city" in assert_error(response, "json", 400)

@@ -13,13 +13,13 @@ from tests.requests_city import City, build_city
 
 SUBMIT = """
 mutation($input: SubmitRequestInput!) {
-  submitRequest(input: $input) { ... on SubmitRequestSuccess { ticket } ... on Error { code field } }
+  submitRequest(input: $input) { ... on SubmitRequestPayload { ticket } ... on Error { code field } }
 }"""
 RULE = """
 mutation($input: RoutingRuleInput!) {
   setRoutingRule(input: $input) {
     __typename
-    ... on RoutingRuleResult { rule { id category territory responsible department } }
+    ... on RoutingRulePayload { rule { id category territory responsible department } }
     ... on Error { code message field }
   }
 }"""
@@ -101,7 +101,7 @@ async def test_the_calendar_and_settings_are_the_city_admins(api: Api, city: Cit
     admin = api.token(city.tenant, ["city_admin"])
     changed = await api.gql(
         'mutation { setCalendarDays(days: [{day: "2027-01-01", kind: HOLIDAY, name: "元旦"}, '
-        '{day: "2027-01-04", kind: WORKDAY, name: "调休"}]) { ... on CalendarResult { changed } } }',
+        '{day: "2027-01-04", kind: WORKDAY, name: "调休"}]) { ... on CalendarPayload { changed } } }',
         token=admin,
     )
     assert changed["setCalendarDays"]["changed"] == 2
@@ -113,28 +113,54 @@ async def test_the_calendar_and_settings_are_the_city_admins(api: Api, city: Cit
     seeded = await api.gql("{ holidayCalendar(year: 2026) { day kind } }", token=admin)
     assert {"day": "2026-10-01", "kind": "HOLIDAY"} in seeded["holidayCalendar"]
     bad = await api.gql(
-        "mutation { updateRequestSettings(input: {ratingThreshold: 9}) { ... on Error { code field } } }",
+        "mutation { updateRequestSettings(input: {ratingThreshold: 101}) { ... on Error { code field } } }",
         token=admin,
     )
     assert bad["updateRequestSettings"] == {"code": "INVALID_INPUT", "field": "rating_threshold"}
     good = await api.gql(
-        'mutation { updateRequestSettings(input: {ratingThreshold: 4, timezone: "Asia/Urumqi"}) '
-        "{ ... on SettingsResult { settings { ratingThreshold timezone } } } }",
+        'mutation { updateRequestSettings(input: {ratingThreshold: 85, timezone: "Asia/Urumqi"}) '
+        "{ ... on SettingsPayload { settings { ratingThreshold timezone } } } }",
         token=admin,
     )
-    assert good["updateRequestSettings"]["settings"] == {"ratingThreshold": 4, "timezone": "Asia/Urumqi"}
+    assert good["updateRequestSettings"]["settings"] == {"ratingThreshold": 85, "timezone": "Asia/Urumqi"}
     staff = api.token(city.tenant, ["district_staff"], [city.stations[0].district_scope])
     forbidden = await api.gql(
-        "mutation { updateRequestSettings(input: {ratingThreshold: 2}) { ... on Error { code } } }",
+        "mutation { updateRequestSettings(input: {ratingThreshold: 70}) { ... on Error { code } } }",
         token=staff,
     )
     assert forbidden["updateRequestSettings"]["code"] == "FORBIDDEN"
     category = await api.gql(
         'mutation { saveRequestCategory(input: {code: "lifts", name: "加装电梯", kind: "personalised", '
         "responseDays: 2, resolutionDays: 30}) "
-        "{ ... on CategoryResult { category { code resolutionDays } } } }",
+        "{ ... on CategoryPayload { category { code resolutionDays } } } }",
         token=admin,
     )
     assert category["saveRequestCategory"]["category"] == {"code": "lifts", "resolutionDays": 30}
     listed = await api.gql("{ requestCategories { code } }", token=staff)
     assert "lifts" in {c["code"] for c in listed["requestCategories"]}
+
+
+async def test_tenant_wide_changes_need_a_token_for_the_whole_city(api: Api, city: City) -> None:
+    """A city admin whose token is bound to one district reads the city's configuration and changes none
+    of it: FORBIDDEN with a clear message, and nothing changed."""
+    admin = api.token(city.tenant, ["city_admin"])
+    bound = api.token(city.tenant, ["city_admin"], [city.stations[0].district_scope], sub="user:9401")
+    state = (
+        "{ requestSettings { ratingThreshold timezone cityMarginMeters } "
+        "requestCategories { code name resolutionDays } holidayCalendar(year: 2031) { day kind } }"
+    )
+    before = await api.gql(state, token=admin)
+    attempts = {
+        "updateRequestSettings": "mutation { updateRequestSettings(input: {ratingThreshold: 10}) "
+        "{ __typename ... on Error { code message } } }",
+        "saveRequestCategory": 'mutation { saveRequestCategory(input: {code: "environment", name: "改名", '
+        'kind: "basic", responseDays: 1, resolutionDays: 99}) { __typename ... on Error { code message } } }',
+        "setCalendarDays": 'mutation { setCalendarDays(days: [{day: "2031-01-02", kind: HOLIDAY}]) '
+        "{ __typename ... on Error { code message } } }",
+    }
+    for name, mutation in attempts.items():
+        answer = (await api.gql(mutation, token=bound))[name]
+        assert answer["code"] == "FORBIDDEN", (name, answer)
+        assert "whole city" in answer["message"], answer
+    assert await api.gql(state, token=bound) == before
+    assert await api.gql(state, token=admin) == before

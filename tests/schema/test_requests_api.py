@@ -22,7 +22,10 @@ SUBMIT = """
 mutation($input: SubmitRequestInput!) {
   submitRequest(input: $input) {
     __typename
-    ... on SubmitRequestSuccess { ticket routed possibleDuplicates { ticket distanceMeters } }
+    ... on SubmitRequestPayload {
+      ticket checkCode ratingCode routed created possibleDuplicates { ticket distanceMeters }
+      progress { stationName agencyResponsible responseDueAt resolutionDueAt steps { step note } }
+    }
     ... on Error { code message field }
   }
 }"""
@@ -31,10 +34,14 @@ STEP = """
 mutation($id: ID!, $note: String%s) {
   %s(id: $id, note: $note) {
     __typename
-    ... on RequestResult { request { state supervision } }
+    ... on RequestPayload { request { state supervision } }
     ... on Error { code message field }
   }
 }"""
+PROGRESS = """
+query($c: String!, $t: String!, $k: String!) { requestProgress(tenant: $c, ticket: $t, checkCode: $k) {
+  ticket state closed stationName agencyResponsible responseDueAt resolutionDueAt steps { step state note }
+  mergedInto { ticket state steps { step } } } }"""
 
 LIST = """
 query($filter: RequestFilterInput) {
@@ -85,11 +92,9 @@ async def _id_of(api: Api, city: City, ticket: str) -> str:
 
 async def test_anonymous_submission_and_public_progress_without_personal_data(api: Api, city: City) -> None:
     submitted = await _submit(api, city, 0, contactPhone="13912345678", contactName="李四")
-    assert submitted["__typename"] == "SubmitRequestSuccess" and submitted["routed"]
+    assert submitted["__typename"] == "SubmitRequestPayload" and submitted["routed"]
     progress = await api.gql(
-        "query($c: String!, $t: String!) { requestProgress(tenant: $c, ticket: $t) "
-        "{ ticket state closed steps { step state note } } }",
-        {"c": city.tenant.code, "t": submitted["ticket"]},
+        PROGRESS, {"c": city.tenant.code, "t": submitted["ticket"], "k": submitted["checkCode"]}
     )
     found = progress["requestProgress"]
     assert found["ticket"] == submitted["ticket"] and found["state"] == "SUBMITTED"
@@ -156,7 +161,7 @@ async def test_the_lifecycle_through_graphql(api: Api, city: City) -> None:
     assert accepted["acceptRequest"]["request"]["state"] == "ACCEPTED"
     assigned = await api.gql(
         'mutation($id: ID!) { assignRequest(id: $id, assignee: "user:9101") '
-        "{ __typename ... on RequestResult { request { state assignee } } } }",
+        "{ __typename ... on RequestPayload { request { state assignee } } } }",
         {"id": request_id},
         liaison,
     )
@@ -169,14 +174,14 @@ async def test_the_lifecycle_through_graphql(api: Api, city: City) -> None:
     assert resolved["resolveRequest"]["request"]["state"] == "RESOLVED"
     rate = (
         "mutation($id: ID!, $s: Int!, $ok: Boolean!) { rateRequest(id: $id, score: $s, solved: $ok) "
-        "{ __typename ... on RequestResult { request { state rating solved } } ... on Error { code } } }"
+        "{ __typename ... on RequestPayload { request { state rating solved } } ... on Error { code } } }"
     )
     stranger = api.token(city.tenant, ["resident"], [city.tenant.scope], sub="user:7399")
-    refused = await api.gql(rate, {"id": request_id, "s": 5, "ok": True}, stranger)
+    refused = await api.gql(rate, {"id": request_id, "s": 100, "ok": True}, stranger)
     assert refused["rateRequest"]["code"] == "NOT_FOUND"
-    closed = await api.gql(rate, {"id": request_id, "s": 4, "ok": True}, resident)
-    assert closed["rateRequest"]["request"] == {"state": "CLOSED", "rating": 4, "solved": True}
-    again = await api.gql(rate, {"id": request_id, "s": 1, "ok": False}, resident)
+    closed = await api.gql(rate, {"id": request_id, "s": 90, "ok": True}, resident)
+    assert closed["rateRequest"]["request"] == {"state": "CLOSED", "rating": 90, "solved": True}
+    again = await api.gql(rate, {"id": request_id, "s": 10, "ok": False}, resident)
     assert again["rateRequest"]["code"] == "CONFLICT"
 
 
@@ -216,9 +221,10 @@ async def test_overdue_requests_escalate_when_the_worker_sweeps(
         async with unit_of_work(database, intake_context(city.tenant.tenant_id)) as session:
             row = await session.scalar(select(Request).where(Request.ticket == submitted["ticket"]))
             assert row is not None
-            return row.supervision if row.level == 1 else None
+            return f"{row.supervision} {row.escalations} {row.overdue}" if row.level == 1 else None
 
-    assert await wait_for(escalated) == "yellow"
+    # A missed deadline colours it (yellow) and is counted as an escalation.
+    assert await wait_for(escalated) == "yellow 1 True"
     district = _district_token(api, city, 2)
     yellow = await api.gql(LIST, {"filter": {"supervision": ["YELLOW"]}}, district)
     assert submitted["ticket"] in {e["node"]["ticket"] for e in yellow["requests"]["edges"]}
@@ -248,7 +254,9 @@ async def test_staff_see_duplicates_to_merge_only_inside_their_scope(api: Api, c
         channel="HOTLINE",
         location={"longitude": lon, "latitude": lat},
     )
-    assert on_behalf["__typename"] == "SubmitRequestSuccess" and on_behalf["possibleDuplicates"] == []
+    assert on_behalf["__typename"] == "SubmitRequestPayload" and on_behalf["possibleDuplicates"] == []
+    # Nor where the request went: district two's station is not theirs to see.
+    assert on_behalf["progress"] is None and on_behalf["checkCode"] and on_behalf["ratingCode"] is None
     anonymous = await _submit(
         api, city, 2, category="ev_charging", location={"longitude": lon, "latitude": lat}
     )

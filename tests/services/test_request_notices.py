@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from schema.relay import encode_id
 from services.notifications import webhooks
 from services.notifications.webhooks import EndpointSpec, verify_signature
 from services.unit_of_work import unit_of_work
@@ -22,7 +23,7 @@ from tests.services.test_notifications_channels import Receiver, serve
 
 SUBMIT = """
 mutation($input: SubmitRequestInput!) {
-  submitRequest(input: $input) { ... on SubmitRequestSuccess { ticket } ... on Error { code message } }
+  submitRequest(input: $input) { ... on SubmitRequestPayload { ticket } ... on Error { code message } }
 }"""
 INBOX = "{ myNotifications(first: 50) { edges { node { kind title personal payload } } } }"
 
@@ -80,7 +81,7 @@ async def test_residents_and_staff_hear_of_each_step_once(
     accept = "mutation($id: ID!) { acceptRequest(id: $id) { __typename } }"
     assert (await api.gql(accept, {"id": found["request"]["id"]}, liaison))["acceptRequest"][
         "__typename"
-    ] == ("RequestResult")
+    ] == ("RequestPayload")
 
     async def accepted() -> list[dict[str, Any]]:
         notices = await _inbox(api, resident, ticket)
@@ -149,3 +150,88 @@ async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
     # An endpoint not allowed personal data learns a resident was told, not their number.
     copies = await wait_for(mirrored)
     assert copies[0].json()["recipient"] == "phone:withheld" and b"13900001234" not in copies[0].body
+
+
+async def test_a_merged_requests_submitter_hears_of_the_survivors_resolution(
+    api: Api, city: City, worker: subprocess.Popen[bytes]
+) -> None:
+    """Told of the merge (with the surviving ticket) and, once the survivor is resolved, asked to rate it;
+    the notices lie in the survivor's scope and reach only that submitter."""
+    follower = api.token(city.tenant, ["resident"], sub="user:7601")
+    other = api.token(city.tenant, ["resident"], sub="user:7602")
+    lon, lat = city.point(2)
+    location = {"longitude": lon, "latitude": lat}
+    tickets = []
+    for token in (other, follower):
+        submitted = await api.gql(
+            SUBMIT,
+            {"input": {"category": "public_toilets", "description": "厕所堵塞", "location": location}},
+            token,
+        )
+        tickets.append(submitted["submitRequest"]["ticket"])
+    survivor, merged = tickets
+    admin = api.token(city.tenant, ["city_admin"])
+    ids = []
+    for ticket in tickets:
+        found = await api.gql("query($t: String!) { request(ticket: $t) { id } }", {"t": ticket}, admin)
+        ids.append(found["request"]["id"])
+    liaison = api.token(city.tenant, ["station_liaison"], [city.stations[2].scope], sub="user:7603")
+    steps = [
+        ("mergeRequest", f'(id: "{ids[1]}", intoId: "{ids[0]}", note: "同一处")'),
+        ("acceptRequest", f'(id: "{ids[0]}")'),
+        ("assignRequest", f'(id: "{ids[0]}", assignee: "user:7603")'),
+        ("resolveRequest", f'(id: "{ids[0]}", note: "已疏通")'),
+    ]
+    for name, arguments in steps:
+        done = await api.gql(f"mutation {{ {name}{arguments} {{ __typename }} }}", token=liaison)
+        assert done[name]["__typename"] == "RequestPayload", done
+
+    async def told() -> list[dict[str, Any]]:
+        notices = await _inbox(api, follower, survivor)
+        return notices if notices else []
+
+    about_survivor = await wait_for(told)
+    assert [n["title"] for n in about_survivor] == [f"诉求已办理完毕，请评价（{survivor}）"]
+    merge_notice = await wait_for(lambda: _inbox(api, follower, merged))
+    assert any(f"诉求已并入 {survivor}" in n["title"] for n in merge_notice)
+
+    async def rate_me() -> list[dict[str, Any]]:
+        return [n for n in await _inbox(api, other, survivor) if "请评价" in n["title"]]
+
+    # The survivor's own submitter is told once, as its submitter (not as a follower).
+    assert len(await wait_for(rate_me)) == 1
+
+
+async def test_a_deputy_a_routing_rule_names_is_told_at_intake(
+    api: Api, city: City, worker: subprocess.Popen[bytes]
+) -> None:
+    admin = api.token(city.tenant, ["city_admin"])
+    rule = await api.gql(
+        "mutation($n: ID!) "
+        '{ setRoutingRule(input: {nodeId: $n, category: "ev_charging", responsible: DEPUTY}) '
+        "{ __typename } }",
+        {"n": encode_id("Station", city.stations[3].id)},
+        admin,
+    )
+    assert rule["setRoutingRule"]["__typename"] == "RoutingRulePayload"
+    lon, lat = city.point(3)
+    submitted = await api.gql(
+        SUBMIT,
+        {
+            "input": {
+                "tenant": city.tenant.code,
+                "category": "ev_charging",
+                "description": "充电桩坏了",
+                "location": {"longitude": lon, "latitude": lat},
+            }
+        },
+    )
+    ticket = submitted["submitRequest"]["ticket"]
+    deputy = api.token(city.tenant, ["deputy"], [city.stations[3].scope], sub=city.stations[3].deputy)
+
+    async def personal() -> list[dict[str, Any]]:
+        return [n for n in await _inbox(api, deputy, ticket) if n["personal"]]
+
+    assert [n["kind"] for n in await wait_for(personal)] == ["request.assigned"]
+    other_deputy = api.token(city.tenant, ["deputy"], [city.stations[2].scope], sub=city.stations[2].deputy)
+    assert [n for n in await _inbox(api, other_deputy, ticket) if n["personal"]] == []

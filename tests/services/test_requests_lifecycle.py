@@ -14,9 +14,11 @@ from sqlalchemy import func, select, text
 from geo.boundaries import add_grid_cell
 from services.audit.service import verify
 from services.errors import Conflict, InvalidInput
+from services.reach import Target, acting_on
 from services.requests import service
 from services.requests.intake import Submission, intake_context, submit
 from services.requests.models import Request
+from services.requests.progress import by_receipt, public_context
 from services.requests.relocate import relocate_unrouted
 from services.requests.service import Actor
 from services.timers.models import Timer
@@ -26,6 +28,7 @@ from services.workflow.machine import IllegalTransition, NotAllowed
 from services.workflow.models import WorkflowEvent
 from tenants.context import TenantContext
 from tenants.db import Database
+from tenants.principals import resident_scope
 from tests.requests_city import City, build_city
 
 BEIJING = ZoneInfo("Asia/Shanghai")
@@ -38,9 +41,18 @@ async def city(database: Database) -> City:
 
 def _staff(city: City, k: int = 0) -> tuple[Actor, TenantContext]:
     scope = city.stations[k].scope
-    return Actor("user:9001", frozenset({"station_liaison"})), TenantContext(
+    return Actor("user:9001", frozenset({"station_liaison"}), (scope,)), TenantContext(
         city.tenant.tenant_id, (scope,), "user:9001"
     )
+
+
+def _resident(city: City, request: Request) -> tuple[Actor, TenantContext]:
+    """The submitter rating their own request: in the context services.reach opens on it."""
+    principal = "user:7001"
+    view = TenantContext(city.tenant.tenant_id, (resident_scope(city.tenant.tenant_id),), principal)
+    target = Target(city.tenant.tenant_id, request.scope, owner=request.owner_principal)
+    context = acting_on(view, target, what=f"request {request.id}")
+    return Actor(principal, frozenset({"resident"}), context.scopes), context
 
 
 async def _submit(database: Database, city: City, k: int = 0, **overrides: object):  # type: ignore[no-untyped-def]
@@ -88,13 +100,13 @@ async def test_intake_routes_to_the_station_of_the_grid_cell(database: Database,
 
 
 async def test_a_point_outside_every_cell_waits_for_manual_routing(database: Database, city: City) -> None:
-    lon, lat = city.outside
+    lon, lat = city.uncovered
     receipt = await _submit(database, city, lon=lon, lat=lat)
     request = await _request(database, city, receipt.request_id)
     assert not receipt.routed and request.station_id is None
     assert request.scope == city.tenant.scope
     _, context = _staff(city, 0)
-    dispatcher = Actor("user:9002", frozenset({"city_admin"}))
+    dispatcher = Actor("user:9002", frozenset({"city_admin"}), (city.tenant.scope,))
     async with unit_of_work(
         database, TenantContext.whole_tenant(city.tenant.tenant_id, "user:9002")
     ) as session:
@@ -152,30 +164,31 @@ async def test_a_nearby_open_request_of_the_same_category_is_suggested(
 async def test_the_whole_lifecycle_with_a_low_rating_reopening_it(database: Database, city: City) -> None:
     receipt = await _submit(database, city, 0)
     staff, context = _staff(city, 0)
-    resident = Actor("user:7001", frozenset({"resident"}))
     tenant_id, request_id = city.tenant.tenant_id, receipt.request_id
+    resident, own = _resident(city, await _request(database, city, request_id))
     async with unit_of_work(database, context) as session:
         await service.accept(session, staff, tenant_id, request_id)
         await service.assign(session, staff, tenant_id, request_id, assignee="user:9003")
-    worker = Actor("user:9003", frozenset({"grid_worker"}))
+    worker = Actor("user:9003", frozenset({"grid_worker"}), context.scopes)
     async with unit_of_work(database, context) as session:
         await service.start(session, worker, tenant_id, request_id)
         await service.resolve(session, worker, tenant_id, request_id, "已清运")
-    system = TenantContext.whole_tenant(tenant_id, "system:feedback")
-    async with unit_of_work(database, system) as session:
+    system = TenantContext.whole_tenant(tenant_id, "system:test")
+    async with unit_of_work(database, own) as session:
+        # 60 out of 100, "solved": below the default threshold (80), so it is rectified.
         reopened = await service.rate(
-            session, resident, tenant_id, request_id, score=2, solved=True, comment="还有残留"
+            session, resident, tenant_id, request_id, score=60, solved=True, comment="还有残留"
         )
         assert reopened.state == "reopened" and reopened.reopen_count == 1
-    async with unit_of_work(database, system) as session:
+    async with unit_of_work(database, own) as session:
         with pytest.raises(Conflict):
-            await service.rate(session, resident, tenant_id, request_id, score=5, solved=True)
+            await service.rate(session, resident, tenant_id, request_id, score=100, solved=True)
     async with unit_of_work(database, context) as session:
         await service.assign(session, staff, tenant_id, request_id, assignee="user:9003")
         await service.resolve(session, worker, tenant_id, request_id, "已彻底清理")
-    async with unit_of_work(database, system) as session:
-        closed = await service.rate(session, resident, tenant_id, request_id, score=5, solved=True)
-        assert closed.state == "closed" and closed.rating == 5 and closed.solved
+    async with unit_of_work(database, own) as session:
+        closed = await service.rate(session, resident, tenant_id, request_id, score=80, solved=True)
+        assert closed.state == "closed" and closed.rating == 80 and closed.solved
     async with unit_of_work(database, context) as session:
         with pytest.raises(IllegalTransition):
             await service.accept(session, staff, tenant_id, request_id)
@@ -200,13 +213,13 @@ async def test_the_whole_lifecycle_with_a_low_rating_reopening_it(database: Data
 async def test_who_may_take_a_step_is_declared(database: Database, city: City) -> None:
     receipt = await _submit(database, city, 0)
     _, context = _staff(city, 0)
-    resident = Actor("user:7001", frozenset({"resident"}))
+    resident = Actor("user:7001", frozenset({"resident"}), context.scopes)
     async with unit_of_work(database, context) as session:
         with pytest.raises(NotAllowed):
             await service.accept(session, resident, city.tenant.tenant_id, receipt.request_id)
-        with pytest.raises(IllegalTransition) as caught:
+        with pytest.raises(InvalidInput) as caught:
             await service.reject(session, _staff(city, 0)[0], city.tenant.tenant_id, receipt.request_id, "  ")
-    assert caught.value.field == "note"
+    assert (caught.value.code, caught.value.field) == ("INVALID_INPUT", "note")
 
 
 async def test_another_stations_staff_cannot_reach_it(database: Database, city: City) -> None:
@@ -225,12 +238,19 @@ async def test_public_progress_shows_states_and_public_notes_only(database: Data
         await service.return_(
             session, staff, city.tenant.tenant_id, receipt.request_id, "内部：不属本站，请街道改派"
         )
-    async with unit_of_work(database, intake_context(city.tenant.tenant_id)) as session:
-        progress = await service.public_progress(session, city.tenant.tenant_id, receipt.ticket)
-    assert progress is not None
-    assert [s.step for s in progress.steps] == ["submit"]
+    assert receipt.check_code is not None
+    async with unit_of_work(database, public_context(city.tenant.tenant_id)) as session:
+        progress = await by_receipt(session, city.tenant.tenant_id, receipt.ticket, receipt.check_code)
+        guessed = await by_receipt(session, city.tenant.tenant_id, receipt.ticket, "ABCD-EFGH-JKMN")
+    assert progress is not None and guessed is None
+    # The return is shown as a step, its staff note is not.
+    assert [(s.step, s.note) for s in progress.steps] == [
+        ("submit", "已收到，等待受理"),
+        ("return", "正在重新分派"),
+    ]
     assert progress.state == "returned"
     assert "张三" not in repr(progress) and "13800001111" not in repr(progress)
+    assert "内部" not in repr(progress)
 
 
 async def test_deadlines_count_working_days_and_escalate_across_a_holiday(
@@ -279,9 +299,9 @@ async def test_deadlines_count_working_days_and_escalate_across_a_holiday(
 async def test_the_manual_routing_queue_is_routed_once_a_new_cell_covers_it(
     database: Database, city: City
 ) -> None:
-    lon, lat = 116.50, 39.95  # outside the four cells
+    lon, lat = 116.45, 39.95  # in district 2, outside the four cells
     queued = await _submit(database, city, lon=lon, lat=lat)
-    stays = await _submit(database, city, lon=100.0, lat=30.0)
+    stays = await _submit(database, city, lon=116.385, lat=39.975)
     assert not queued.routed and not stays.routed
     system = TenantContext.whole_tenant(city.tenant.tenant_id, "system:test")
     async with unit_of_work(database, system) as session:
@@ -292,7 +312,7 @@ async def test_the_manual_routing_queue_is_routed_once_a_new_cell_covers_it(
             station_scope=city.stations[3].scope,
             code="G-new",
             name="新划网格",
-            geometry=MultiPolygon([box(116.49, 39.94, 116.51, 39.96)]),
+            geometry=MultiPolygon([box(116.445, 39.945, 116.455, 39.955)]),
         )
     async with unit_of_work(database, system) as session:
         report = await relocate_unrouted(session, city.tenant.tenant_id)
