@@ -33,6 +33,8 @@ class ApiConfig:
     max_depth: int = 15
     max_aliases: int = 30
     max_tokens: int = 5000
+    # The largest /graphql request body (a district's boundary in setBoundary is about 60 KB); larger: 413.
+    max_body_bytes: int = 1024 * 1024
     # Resolves tenant codes in tokens; by default over the same database.
     directory: TenantDirectory = field(default=None)  # type: ignore[assignment]
 

@@ -11,6 +11,8 @@ import strawberry
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 200
+# Keys are bigint identities: a key outside 1..2**63-1 names nothing, and would overflow the column.
+MAX_KEY = 2**63 - 1
 
 
 class BadGlobalId(ValueError):
@@ -22,14 +24,18 @@ def encode_id(type_name: str, key: int) -> strawberry.ID:
 
 
 def decode_id(global_id: str, *expected: str) -> tuple[str, int]:
+    not_ours = BadGlobalId(f"{global_id[:80]!r} is not an id this API issued")
     try:
         padded = global_id + "=" * (-len(global_id) % 4)
         type_name, _, key = base64.urlsafe_b64decode(padded.encode()).decode().partition(":")
-        number = int(key)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise BadGlobalId(f"{global_id!r} is not an id this API issued") from None
+    except (binascii.Error, UnicodeError, ValueError):
+        raise not_ours from None
+    # Only what encode_id writes: int() would also take " 7", "+7", "7_0" or "٧".
+    number = int(key) if key.isascii() and key.isdigit() and len(key) <= 19 else 0
+    if str(number) != key or not 0 < number <= MAX_KEY:
+        raise not_ours
     if expected and type_name not in expected:
-        raise BadGlobalId(f"{global_id!r} is a {type_name} id, not a {' or '.join(expected)} id")
+        raise BadGlobalId(f"{global_id[:80]!r} is a {type_name} id, not a {' or '.join(expected)} id")
     return type_name, number
 
 

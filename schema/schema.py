@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import strawberry
-from graphql import GraphQLError
+from graphql import GraphQLError, GraphQLSyntaxError
 from strawberry.extensions import (
     AddValidationRules,
     DisableIntrospection,
-    MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     ParserCache,
@@ -18,8 +18,10 @@ from strawberry.extensions import (
     SchemaExtension,
     ValidationCache,
 )
+from strawberry.schema.config import StrawberryConfig
+from strawberry.schema.types.base_scalars import wrap_parser
 
-from schema.context import ApiConfig, Info
+from schema.context import ApiConfig, Info, NotAuthenticated
 from schema.deliberation.mutations import DeliberationMutation
 from schema.deliberation.queries import DeliberationQuery
 from schema.geo.mutations import GeoMutation
@@ -104,10 +106,92 @@ class Transaction(SchemaExtension):
         context.failed = result is None or bool(result.errors)
 
 
-def _mask(error: GraphQLError) -> bool:
-    """Hide unexpected failures; keep errors the API raised on purpose (their original is a GraphQLError)."""
+INTERNAL = "INTERNAL_SERVER_ERROR"
+
+
+def _code(error: GraphQLError) -> str | None:
+    code = (error.extensions or {}).get("code")
+    return code if isinstance(code, str) else None
+
+
+def _label(errors: Iterable[GraphQLError], code: str) -> None:
+    for error in errors:
+        if _code(error) is None:
+            error.extensions = {**(error.extensions or {}), "code": code}
+
+
+def unexpected(error: GraphQLError, *, production: bool) -> GraphQLError:
+    """The error as the caller sees it: unchanged when the API raised it on purpose; an exception nobody
+    expected becomes INTERNAL_SERVER_ERROR with no message of its own (a driver's message holds the SQL
+    and its parameters). Outside production the exception's type name stays, for whoever debugs."""
     original: Any = error.original_error
-    return original is not None and not isinstance(original, GraphQLError)
+    if _code(error) is not None or original is None or isinstance(original, GraphQLError):
+        return error
+    if isinstance(original, NotAuthenticated):
+        code = "UNAUTHENTICATED"
+        return GraphQLError(str(original), error.nodes, path=error.path, extensions={"code": code})
+    message = "Unexpected error." if production else f"Unexpected error ({type(original).__name__})."
+    return GraphQLError(message, error.nodes, path=error.path, extensions={"code": INTERNAL})
+
+
+def with_codes(errors: list[GraphQLError], *, production: bool) -> list[GraphQLError]:
+    """The last word on every error (the view calls it on every result): the phases' codes stay; what is
+    left failed outside them (a syntax error from the parser cache, an extension that raised)."""
+    coded = []
+    for error in errors:
+        if _code(error) is None:
+            error = unexpected(error, production=production)
+        if _code(error) is None:
+            _label([error], "GRAPHQL_PARSE_FAILED" if isinstance(error, GraphQLSyntaxError) else INTERNAL)
+        coded.append(error)
+    return coded
+
+
+class ErrorCodes(SchemaExtension):
+    """Every error carries `extensions.code`: GRAPHQL_VALIDATION_FAILED, INVALID_INPUT for variables that
+    do not coerce (or an operation that cannot be picked), the resolvers' own codes, and
+    INTERNAL_SERVER_ERROR for anything unexpected, masked (see `unexpected`)."""
+
+    def __init__(self, *, production: bool) -> None:
+        self.production = production
+
+    def on_validate(self) -> Iterator[None]:
+        yield
+        _label(self.execution_context.pre_execution_errors or (), "GRAPHQL_VALIDATION_FAILED")
+
+    def on_execute(self) -> Iterator[None]:
+        yield
+        result = self.execution_context.result
+        if result is None or not result.errors:
+            return
+        # No path: nothing ran yet, the request itself was refused.
+        _label((error for error in result.errors if error.path is None), "INVALID_INPUT")
+        result.errors = [unexpected(error, production=self.production) for error in result.errors]
+        _label(result.errors, INTERNAL)
+
+
+def _utc(value: datetime) -> str:
+    """One rule for every DateTime the API returns: UTC, ISO 8601 with +00:00."""
+    moment = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()
+
+
+def _isoparse(value: str) -> datetime:
+    parsed = datetime.fromisoformat(value)
+    try:
+        parsed.astimezone(UTC)  # the instant must exist in UTC too (not 0001-01-01T00:00+01:00)
+    except OverflowError:
+        raise ValueError("it lies outside the years 1 to 9999 in UTC") from None
+    return parsed
+
+
+# strawberry's DateTime, answering in UTC.
+DATETIME = strawberry.scalar(
+    name="DateTime",
+    description="Date with time (ISO 8601); answers are always in UTC, with +00:00.",
+    serialize=_utc,
+    parse_value=wrap_parser(_isoparse, "DateTime"),
+)
 
 
 def build_schema(config: ApiConfig) -> strawberry.Schema:
@@ -120,6 +204,7 @@ def build_schema(config: ApiConfig) -> strawberry.Schema:
     ]
     extensions: list[Any] = [
         Transaction,
+        lambda: ErrorCodes(production=config.production),
         lambda: ParserCache(maxsize=256),
         lambda: ValidationCache(maxsize=256),
         lambda: AddValidationRules(limit_rules),
@@ -127,6 +212,9 @@ def build_schema(config: ApiConfig) -> strawberry.Schema:
     ]
     if not config.introspection:
         extensions.append(DisableIntrospection)
-    if config.production:
-        extensions.append(lambda: MaskErrors(should_mask_error=_mask))
-    return strawberry.Schema(query=Query, mutation=Mutation, extensions=extensions)
+    return strawberry.Schema(
+        query=Query,
+        mutation=Mutation,
+        extensions=extensions,
+        config=StrawberryConfig(scalar_map={datetime: DATETIME}),
+    )

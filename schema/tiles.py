@@ -2,9 +2,9 @@
 
 - The caller is the bearer token's principal (the same authentication as /graphql); each request runs one
   tenant-scoped transaction, so a tile holds only what row-level security and the caller's scopes allow.
-- Checks, in order: unknown layer 404; z/x/y that name no tile 400; no token 401, invalid token 401,
-  a scope outside the token's tenant 403 (the same one-line reasons as /graphql). Unauthenticated
-  callers therefore learn nothing the public URL scheme does not already say.
+- Checks, in order: a NUL character in a parameter 400; unknown layer 404; z/x/y that name no tile 400;
+  no token 401, invalid token 401, a scope outside the token's tenant 403 (the same one-line reasons as
+  /graphql). Unauthenticated callers therefore learn nothing the public URL scheme does not already say.
 - A tile with nothing in it is a 200 with an empty body (a valid MVT with no layers), so it caches and
   revalidates like any other tile.
 - Tiles depend on the token: `Cache-Control: private` with a short max-age, `Vary: Authorization`, and a
@@ -76,6 +76,13 @@ def _refuse(status_code: int, reason: str, headers: dict[str, str] | None = None
     return _Refused(PlainTextResponse(reason, status_code=status_code, headers=headers))
 
 
+def _text(request: Request) -> None:
+    """Path and query parameters PostgreSQL could not store (a NUL character) are a 400."""
+    for name, value in [*request.path_params.items(), *request.query_params.multi_items()]:
+        if "\x00" in name or "\x00" in value:
+            raise _refuse(400, f"the parameter {name[:20]!r} holds a NUL character")
+
+
 def _layer(request: Request) -> TileLayer:
     name = request.path_params["layer"]
     layer = LAYERS.get(name)
@@ -121,6 +128,8 @@ async def _staff(config: ApiConfig, request: Request) -> Principal:
 
 
 HEAT_DEFAULT_WINDOW = timedelta(days=30)
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 def _moment(request: Request, name: str) -> datetime | None:
@@ -135,6 +144,9 @@ def _moment(request: Request, name: str) -> datetime | None:
         raise _refuse(400, f"{name} must be an ISO 8601 time such as 2026-11-25T00:00:00+08:00") from None
     if moment.tzinfo is None:
         raise _refuse(400, f"{name} needs a time zone offset, e.g. 2026-11-25T00:00:00+08:00")
+    # Far enough from datetime's ends that the default window (to - 30 days) stays representable.
+    if not EARLIEST <= moment <= LATEST:
+        raise _refuse(400, f"{name} lies outside the years 1970 to 9998")
     return moment
 
 
@@ -188,6 +200,7 @@ def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[
 
     async def tile(request: Request) -> Response:
         try:
+            _text(request)
             layer = _layer(request)
             z, x, y = _coordinates(request)
             principal = await _principal(config, request)
@@ -209,6 +222,7 @@ def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[
 
     async def tilejson(request: Request) -> Response:
         try:
+            _text(request)
             layer = _layer(request)
             principal = await _principal(config, request)
         except _Refused as refused:
@@ -223,6 +237,7 @@ def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[
 
     async def heat_tile(request: Request) -> Response:
         try:
+            _text(request)
             z, x, y = _coordinates(request)
             principal = await _staff(config, request)
             window = _heat_window(request, principal)
@@ -247,6 +262,7 @@ def tile_routes(config: ApiConfig, *, max_features: int = MAX_FEATURES) -> list[
 
     async def heat_tilejson(request: Request) -> Response:
         try:
+            _text(request)
             principal = await _staff(config, request)
             _heat_window(request, principal)
         except _Refused as refused:

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import strawberry
 from graphql import GraphQLError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo import assignment
 from geo.assignment import PlacedNode, Placement
@@ -16,6 +17,10 @@ from schema.geo.types import CRS, GridCellRef, Location
 from schema.hierarchy.types import GridCell, grid_cell_of
 from schema.permissions import SIGNED_IN
 from services.hierarchy.repository import Level
+from services.reach import Target, acting_on
+from tenants.context import TenantContext
+from tenants.principals import Principal
+from tenants.roles import Role
 
 
 def _checked_point(lon: float, lat: float) -> None:
@@ -63,6 +68,26 @@ async def load_grid_cell(info: Info, key: int) -> GridCell | None:
     return grid_cell_of(cells[0]) if cells else None
 
 
+async def _lookup(
+    session: AsyncSession, tenant_id: int, lon: float, lat: float, when: datetime
+) -> tuple[assignment.Location, bool]:
+    """The point among the cells the session sees, and whether a cell it does not see covers it."""
+    found = await assignment.locate(session, tenant_id, lon, lat, when)
+    hidden = found.unassigned and await assignment.covered_elsewhere(session, lon, lat, when)
+    return found, hidden
+
+
+def _resident_homes(principal: Principal) -> list[TenantContext]:
+    """A resident locates inside their home (their token's scopes): the grid of a station is addressed to
+    its residents, as a topic put to a community is. Their own transaction sees no territory; each home is
+    read in the context `acting_on` opens on it, from a view anchored one label below it."""
+    view = TenantContext(principal.tenant_id, tuple(f"{home}.r0" for home in principal.scopes), principal.sub)
+    return [
+        acting_on(view, Target(principal.tenant_id, home, addressed_below=True), what=f"scope {home}")
+        for home in principal.scopes
+    ]
+
+
 @strawberry.type
 class GeoQuery:
     @strawberry.field(
@@ -80,9 +105,17 @@ class GeoQuery:
                 "asOf needs a time zone, e.g. 2026-11-25T08:00:00+08:00", extensions={"code": "INVALID_INPUT"}
             )
         principal = info.context.require_principal()
-        async with info.context.db() as session:
-            found = await assignment.locate(session, principal.tenant_id, wgs_lon, wgs_lat, when)
-            hidden = found.unassigned and await assignment.covered_elsewhere(session, wgs_lon, wgs_lat, when)
+        if principal.roles == {Role.RESIDENT}:
+            # What a resident learns: the placement of a point in their home, else only outsideScope
+            # (a cell elsewhere covers it) or unassigned with the nearest cell of their home.
+            for home in _resident_homes(principal):
+                async with info.context.config.database.scoped(home) as session:
+                    found, hidden = await _lookup(session, principal.tenant_id, wgs_lon, wgs_lat, when)
+                if found.placement is not None:
+                    break
+        else:
+            async with info.context.db() as session:
+                found, hidden = await _lookup(session, principal.tenant_id, wgs_lon, wgs_lat, when)
         if hidden:
             return Location(longitude=wgs_lon, latitude=wgs_lat, outside_scope=True)
         if found.placement is not None:

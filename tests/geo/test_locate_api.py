@@ -6,7 +6,7 @@ import pytest
 
 from geo.crs import CRS, from_wgs84
 from tests.geo.conftest import Grid
-from tests.helpers import Api
+from tests.helpers import Api, TenantInfo
 
 LOCATE = """query($lon: Float!, $lat: Float!, $crs: CRS) { locate(lon: $lon, lat: $lat, crs: $crs) {
   gridCell { code } station { code } street { code } district { code }
@@ -75,3 +75,28 @@ async def test_locate_costs_two_statements(api: Api, grid: Grid) -> None:
         found = (await api.gql(LOCATE, {"lon": 116.405, "lat": 39.905}, token=token))["locate"]
     assert found["district"]["code"] == "D001"
     assert len(statements) == 2, statements  # SET LOCAL and the lookup
+
+
+async def test_a_resident_locates_inside_their_home_and_learns_no_more_elsewhere(
+    api: Api, grid: Grid, alpha: TenantInfo
+) -> None:
+    """A resident (their token's scope: their home station) is told the placement of a point in their home,
+    as staff of that station are; elsewhere in the city only outsideScope; outside every cell, the nearest
+    cell of their home. Anonymous callers are told nothing (401, above)."""
+    home = grid.stations[0][1]
+    resident = api.token(grid.tenant, ["resident"], [home], sub="user:9701")
+    own = (await api.gql(LOCATE, {"lon": 116.395, "lat": 39.895}, token=resident))["locate"]
+    assert own["gridCell"] == {"code": "G-A"} and own["outsideScope"] is False
+    assert (
+        own["station"]["code"] and own["street"]["code"] == "D001S001" and own["district"]["code"] == "D001"
+    )
+    elsewhere = (await api.gql(LOCATE, {"lon": 116.405, "lat": 39.905}, token=resident))["locate"]
+    assert (elsewhere["outsideScope"], elsewhere["gridCell"], elsewhere["station"]) == (True, None, None)
+    nowhere = (await api.gql(LOCATE, {"lon": 116.45, "lat": 39.895}, token=resident))["locate"]
+    assert nowhere["unassigned"] is True and nowhere["nearestGridCell"] == {"code": "G-B"}
+    # Nothing of another tenant's grid: its cells neither place the point nor hide it.
+    stranger = api.token(alpha, ["resident"], sub="user:9702")
+    foreign = (await api.post(LOCATE, {"lon": 116.395, "lat": 39.895}, token=stranger)).json()
+    assert (
+        foreign["data"]["locate"]["outsideScope"] is False and foreign["data"]["locate"]["gridCell"] is None
+    )

@@ -136,6 +136,16 @@ async def test_graphql_over_http_get_and_media_type(api: Api, alpha: TenantInfo)
         headers={"Authorization": f"Bearer {token}", "Accept": "application/graphql-response+json"},
     )
     assert broken.status_code == 400
+    # GraphQL over HTTP: a request error has no data entry at all, only the errors.
+    assert set(broken.json()) == {"errors"}
+    assert broken.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_PARSE_FAILED"
+    invalid = await api.client.post(
+        "/graphql",
+        json={"query": "{ me { nothingHere } }"},
+        headers={"Authorization": f"Bearer {token}", "Accept": "application/graphql-response+json"},
+    )
+    assert invalid.status_code == 400 and set(invalid.json()) == {"errors"}
+    assert invalid.json()["errors"][0]["extensions"]["code"] == "GRAPHQL_VALIDATION_FAILED"
     mutation_by_get = await api.client.get(
         "/graphql",
         params={"query": 'mutation { createDistrict(input: {code: "x", name: "x"}) { __typename } }'},
