@@ -9,6 +9,7 @@ import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -65,6 +66,8 @@ apikey_app = typer.Typer(help="Open311 api keys.", no_args_is_help=True)
 app.add_typer(apikey_app, name="apikey")
 requests_app = typer.Typer(help="Residents' requests.", no_args_is_help=True)
 app.add_typer(requests_app, name="requests")
+outbox_app = typer.Typer(help="Tasks waiting in the outbox.", no_args_is_help=True)
+app.add_typer(outbox_app, name="outbox")
 console = Console(stderr=True)
 out = Console()
 
@@ -73,6 +76,13 @@ def fail(sentence: str) -> NoReturn:
     """Bad input: one sentence on stderr and exit code 2."""
     console.print(f"liaison: {sentence}", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
+
+
+def refuse_unsafe_production(settings: Settings) -> None:
+    """In production, the README's default passwords or no real JWT secret: one sentence and exit code 2."""
+    refusal = settings.production_refusal()
+    if refusal is not None:
+        fail(refusal)
 
 
 def run_with_database(work: Callable[[Database], Awaitable[T]], settings: Settings | None = None) -> T:
@@ -138,7 +148,10 @@ def print_seed(result: SeedResult, code: str) -> None:
 @app.command("migrate")
 def migrate_command() -> None:
     """Create or upgrade the database schema, roles and row-level security."""
-    migrations.upgrade(load())
+    settings = load()
+    # Migrating sets the roles' passwords: in production, never the README's defaults.
+    refuse_unsafe_production(settings)
+    migrations.upgrade(settings)
     out.print("database is at the latest migration")
 
 
@@ -668,6 +681,64 @@ def webhook_dead_command(
     out.print(table)
 
 
+@outbox_app.command("dead")
+def outbox_dead_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    limit: Annotated[int, typer.Option(min=1, max=200, help="Newest first, at most this many.")] = 50,
+) -> None:
+    """Dead tasks: sent as often as allowed and never done, with their last error. Exits 1 if any."""
+    from services.outbox import service as outbox
+    from services.outbox.models import OutboxMessage
+
+    async def dead(session: AsyncSession, actor: TenantContext) -> tuple[list[OutboxMessage], int]:
+        return await outbox.dead_messages(session, actor.tenant_id, limit)
+
+    found = run_with_database(lambda db: _in_tenant_cli(db, tenant, dead))
+    if isinstance(found, str):
+        fail(found)
+    rows, total = found
+    table = Table(title=f"dead outbox tasks of {tenant}: {total}")
+    for column in ("id", "task", "scope", "attempts", "created", "last sent", "dead since", "last error"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(
+            str(row.id),
+            row.task,
+            str(row.scope),
+            str(row.attempts),
+            f"{row.created_at:%Y-%m-%d %H:%M:%S}",
+            f"{row.sent_at:%Y-%m-%d %H:%M:%S}" if row.sent_at else "",
+            f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
+            (row.last_error or "")[:160],
+        )
+    out.print(table)
+    raise typer.Exit(1 if total else 0)
+
+
+@outbox_app.command("retry")
+def outbox_retry_command(
+    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    ids: Annotated[
+        list[int] | None, typer.Option("--id", help="A dead task's id; repeat for several.")
+    ] = None,
+    all_dead: Annotated[bool, typer.Option("--all", help="Every dead task of the tenant.")] = False,
+) -> None:
+    """Send dead tasks again, with a fresh count of attempts (the relay sends them on its next pass)."""
+    from services.outbox import service as outbox
+
+    if bool(ids) == all_dead:
+        fail("give --id (one or more) or --all.")
+    chosen = None if all_dead else ids
+    revived = run_with_database(
+        lambda db: _in_tenant_cli(
+            db, tenant, lambda session, actor: outbox.revive(session, actor.tenant_id, chosen)
+        )
+    )
+    if isinstance(revived, str):
+        fail(revived)
+    out.print(f"{revived} dead task(s) will be sent again")
+
+
 @app.command("serve")
 def serve_command(
     host: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
@@ -678,6 +749,7 @@ def serve_command(
     import uvicorn
 
     settings = load()
+    refuse_unsafe_production(settings)
     uvicorn.run(
         "deploy.asgi:app",
         host=host or settings.host,
@@ -701,6 +773,7 @@ def worker_command(
     beat: Annotated[bool, typer.Option(help="Also run the beat scheduler (run exactly one).")] = False,
 ) -> None:
     """Run a Celery worker (and optionally beat)."""
+    refuse_unsafe_production(load())
     os.execv(sys.executable, worker_argv(concurrency, beat))
 
 
@@ -714,6 +787,9 @@ def demo_command(
 ) -> None:
     """Migrate, seed Beijing, then run the API and a worker until Ctrl-C."""
     settings = load()
+    listen_port = port or settings.port
+    if port_answers(settings.host, listen_port):
+        fail(f"something already listens on {settings.host}:{listen_port}; stop it or pass --port.")
     migrations.upgrade(settings)
     with progress_bar("seeding beijing") as factory:
         result = run_with_database(lambda db: seed_demo(db, factory, shapes_bar(factory)), settings)
@@ -725,7 +801,6 @@ def demo_command(
         roles=[Role.CITY_ADMIN.value],
         ttl=timedelta(days=7),
     )
-    listen_port = port or settings.port
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     worker = subprocess.Popen(worker_argv(1, beat=True, loglevel="warning"))
     server = subprocess.Popen(
@@ -740,13 +815,20 @@ def demo_command(
             str(listen_port),
         ]
     )
-    out.print(f"\nGraphiQL: http://{settings.host}:{listen_port}/graphql")
-    out.print(f"Admin token (city_admin of beijing, 7 days):\n{token}\n", soft_wrap=True, highlight=False)
-    out.print(
-        f'Or sign in: mutation {{ login(tenant: "beijing", username: "admin", password: "{DEMO_PASSWORD}") }}'
-    )
-    out.print("Ctrl-C stops the server and the worker.")
     try:
+        if not wait_until_listening(server, local_url(settings.host, listen_port)):
+            console.print(
+                f"liaison: the API server did not start on {settings.host}:{listen_port} "
+                "(see its messages above); is the port taken?",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1)
+        out.print(f"\nGraphiQL: http://{settings.host}:{listen_port}/graphql")
+        out.print(f"Admin token (city_admin of beijing, 7 days):\n{token}\n", soft_wrap=True, highlight=False)
+        hint = sign_in_mutation("beijing", "admin", DEMO_PASSWORD)
+        out.print(f"Or sign in: {hint}", soft_wrap=True, highlight=False)
+        out.print("Ctrl-C stops the server and the worker.")
         while server.poll() is None and worker.poll() is None:
             try:
                 server.wait(timeout=1)
@@ -763,6 +845,53 @@ def demo_command(
                 process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def sign_in_mutation(tenant: str, username: str, password: str) -> str:
+    """A login mutation that runs as printed (GraphiQL or curl): it selects the token or the error."""
+    arguments = (
+        f"tenant: {json.dumps(tenant)}, username: {json.dumps(username)}, password: {json.dumps(password)}"
+    )
+    return (
+        f"mutation {{ login({arguments}) {{ __typename "
+        "... on LoginPayload { token expiresAt } ... on Error { code message } } }"
+    )
+
+
+def _reachable(host: str) -> str:
+    """The address this machine reaches a server on `host` at (a wildcard address: loopback)."""
+    return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+
+
+def local_url(host: str, port: int) -> str:
+    target = _reachable(host)
+    return f"http://[{target}]:{port}" if ":" in target else f"http://{target}:{port}"
+
+
+def port_answers(host: str, port: int) -> bool:
+    """Whether anything accepts TCP connections on host:port."""
+    import socket
+
+    try:
+        with socket.create_connection((_reachable(host), port), timeout=2):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until_listening(server: subprocess.Popen[bytes], base_url: str, timeout: float = 120.0) -> bool:
+    """Poll /healthz until the server answers (True), exits or `timeout` seconds pass (False)."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while server.poll() is None and time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return True
+        except httpx.TransportError:
+            pass  # not listening yet
+        time.sleep(0.2)
+    return False
 
 
 def main() -> None:

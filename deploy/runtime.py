@@ -26,13 +26,28 @@ def token_codec(settings: Settings) -> TokenCodec:
 
 
 def database(settings: Settings) -> Database:
+    """The app role's database for commands: they wait as long as their work takes."""
     return Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=settings.db_pool_size)
 
 
+def api_database(settings: Settings) -> Database:
+    """The app role's database for the API: bounded waits, which the API answers with 503."""
+    return Database(
+        settings.app_url,
+        tenant_role=settings.tenant_role,
+        pool_size=settings.db_pool_size,
+        pool_timeout=settings.db_pool_timeout,
+        statement_timeout=settings.statement_timeout,
+        lock_timeout=settings.lock_timeout,
+    )
+
+
 def api_config(settings: Settings) -> ApiConfig:
+    """Everything the API needs; refuses unsafe production settings (UnsafeSettings)."""
+    settings.check_production()
     configure_celery(settings)
     return ApiConfig(
-        database=database(settings),
+        database=api_database(settings),
         tokens=token_codec(settings),
         token_ttl=timedelta(seconds=settings.token_ttl_seconds),
         production=settings.production,
@@ -40,6 +55,7 @@ def api_config(settings: Settings) -> ApiConfig:
         max_depth=settings.max_query_depth,
         max_aliases=settings.max_aliases,
         max_tokens=settings.max_tokens,
+        max_body_bytes=settings.max_body_bytes,
     )
 
 
@@ -48,6 +64,11 @@ def configure_celery(settings: Settings) -> Celery:
 
 
 def configure_worker(settings: Settings) -> Celery:
+    """The worker's Celery app and database; refuses unsafe production settings (UnsafeSettings).
+
+    Tasks keep the server's own limits (no statement or lock timeout): nobody waits on them, and a task that
+    fails on a database error retries with back-off (services/tasks.py)."""
+    settings.check_production()
     app = configure_celery(settings)
     worker_runtime.configure_database(
         Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=2)

@@ -16,6 +16,15 @@ LOCAL_DIR = REPO_ROOT / ".local"
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:55432/liaison"
 DEFAULT_BROKER_URL = "redis://127.0.0.1:56379/0"
 ROLE_NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+# The passwords the README gives for the two login roles: fine on a laptop, refused in production.
+DEFAULT_OWNER_PASSWORD = "liaison_owner"
+DEFAULT_APP_PASSWORD = "liaison_app"
+# An HS256 secret shorter than the hash (RFC 7518, section 3.2) is not a real secret.
+MIN_JWT_SECRET_LENGTH = 32
+
+
+class UnsafeSettings(RuntimeError):
+    """Production settings the app refuses to start with; the message is one sentence."""
 
 
 class Settings(BaseSettings):
@@ -29,12 +38,17 @@ class Settings(BaseSettings):
     # Where the app connects; derived from DATABASE_URL with the app role when unset.
     app_database_url: str | None = Field(None, alias="APP_DATABASE_URL")
     owner_role: str = Field("liaison_owner", alias="LIAISON_OWNER_ROLE")
-    owner_password: str = Field("liaison_owner", alias="LIAISON_OWNER_PASSWORD")
+    owner_password: str = Field(DEFAULT_OWNER_PASSWORD, alias="LIAISON_OWNER_PASSWORD")
     app_role: str = Field("liaison_app", alias="LIAISON_APP_ROLE")
-    app_password: str = Field("liaison_app", alias="LIAISON_APP_PASSWORD")
+    app_password: str = Field(DEFAULT_APP_PASSWORD, alias="LIAISON_APP_PASSWORD")
     # No login: the app role switches to it for transactions whose one scope is the whole city.
     tenant_role: str = Field("liaison_tenant", alias="LIAISON_TENANT_ROLE")
-    db_pool_size: int = Field(10, alias="LIAISON_DB_POOL_SIZE")
+    # Per API process: up to twice this many connections (the pool and as many again as overflow).
+    db_pool_size: int = Field(10, alias="LIAISON_DB_POOL_SIZE", ge=1, le=500)
+    # Bounds on waiting in the API, in seconds (0: no limit); when one fires the API answers 503.
+    db_pool_timeout: float = Field(2.0, alias="LIAISON_DB_POOL_TIMEOUT", ge=0, le=3600)
+    statement_timeout: float = Field(10.0, alias="LIAISON_STATEMENT_TIMEOUT", ge=0, le=86400)
+    lock_timeout: float = Field(2.0, alias="LIAISON_LOCK_TIMEOUT", ge=0, le=86400)
 
     celery_broker_url: str = Field(DEFAULT_BROKER_URL, alias="CELERY_BROKER_URL")
 
@@ -49,6 +63,7 @@ class Settings(BaseSettings):
     max_query_depth: int = Field(15, alias="LIAISON_MAX_QUERY_DEPTH")
     max_aliases: int = Field(30, alias="LIAISON_MAX_ALIASES")
     max_tokens: int = Field(5000, alias="LIAISON_MAX_TOKENS")
+    max_body_bytes: int = Field(1024 * 1024, alias="LIAISON_MAX_BODY_BYTES", gt=0)
     host: str = Field("127.0.0.1", alias="LIAISON_HOST")
     port: int = Field(8000, alias="LIAISON_PORT")
 
@@ -90,6 +105,42 @@ class Settings(BaseSettings):
     @property
     def introspection_enabled(self) -> bool:
         return (not self.production) if self.introspection is None else self.introspection
+
+    def production_refusal(self) -> str | None:
+        """Why production must not start with these settings (one sentence), or None."""
+        if not self.production:
+            return None
+        if self.owner_password in ("", DEFAULT_OWNER_PASSWORD):
+            return (
+                "LIAISON_PRODUCTION is true but LIAISON_OWNER_PASSWORD is unset or the README's default, "
+                "and the owner role reads every tenant: set a password of its own."
+            )
+        # APP_DATABASE_URL may authenticate without a password in the URL (a .pgpass file, certificates).
+        app_password = make_url(self.app_url).password
+        if app_password == DEFAULT_APP_PASSWORD or (not self.app_database_url and not app_password):
+            return (
+                "LIAISON_PRODUCTION is true but the app role's password (LIAISON_APP_PASSWORD, or the one in "
+                "APP_DATABASE_URL) is unset or the README's default: set a password of its own."
+            )
+        if self.jwt_algorithm == "HS256" and len(self.jwt_secret or "") < MIN_JWT_SECRET_LENGTH:
+            return (
+                "LIAISON_PRODUCTION is true but LIAISON_JWT_SECRET is unset or shorter than "
+                f"{MIN_JWT_SECRET_LENGTH} characters: set a long random secret (or use RS256 keys)."
+            )
+        if self.jwt_algorithm == "RS256" and (
+            self.jwt_public_key_file is None or not self.jwt_public_key_file.is_file()
+        ):
+            return (
+                "LIAISON_PRODUCTION is true and LIAISON_JWT_ALGORITHM is RS256 but "
+                "LIAISON_JWT_PUBLIC_KEY_FILE names no readable file."
+            )
+        return None
+
+    def check_production(self) -> None:
+        """Raise UnsafeSettings when production must not start with these settings."""
+        refusal = self.production_refusal()
+        if refusal is not None:
+            raise UnsafeSettings(refusal)
 
 
 def load() -> Settings:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from deploy.runtime import configure_worker
-from deploy.settings import load
+import sys
 
-celery_app = configure_worker(load())
+from deploy.runtime import configure_worker
+from deploy.settings import UnsafeSettings, load
+
+try:
+    celery_app = configure_worker(load())
+except UnsafeSettings as refused:  # one sentence, as `liaison worker` says it, not a traceback
+    print(f"liaison: {refused}", file=sys.stderr)
+    raise SystemExit(2) from None
 # Only the process holding the beat lock schedules (deploy/beat.py), however many beats are started.
 celery_app.conf.beat_scheduler = "deploy.beat:LockedScheduler"
 celery_app.conf.beat_schedule = {

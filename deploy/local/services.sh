@@ -5,6 +5,11 @@
 #
 # Ports: LIAISON_PG_PORT (default 55432), LIAISON_REDIS_PORT (default 56379).
 # If DATABASE_URL / CELERY_BROKER_URL are set, that service is left to the user.
+#
+# Each checkout starts, reuses and stops only its own servers: the ones its pid files name
+# (.local/pg/postmaster.pid, .local/redis/redis.pid) when that pid is alive, is that server, serves this
+# checkout's data directory and listens on the port asked for. A port answered by anything else is
+# never reused nor shut down: `start` says who holds it and exits 1, `stop` leaves it alone.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd -P)"
@@ -17,6 +22,25 @@ PG_URL="postgresql://postgres@127.0.0.1:$PG_PORT/liaison"
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
 
 die() { echo "services.sh: $*" >&2; exit 1; }
+
+# True when something accepts TCP connections on 127.0.0.1:$1 (bash's /dev/tcp: no tool needed).
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+# "redis-server (pid 123)" for the process listening on port $1, when ss can tell; else "another process".
+port_holder() {
+    local found=""
+    if command -v ss >/dev/null; then
+        found="$(ss -Hltnp "sport = :$1" 2>/dev/null | grep -o 'users:(("[^"]*",pid=[0-9]*' | head -n 1 |
+            sed 's/users:(("\([^"]*\)",pid=\([0-9]*\)/\1 (pid \2)/')" || true
+    fi
+    echo "${found:-another process}"
+}
+
+# One sentence and exit 1: the port belongs to someone else.
+port_taken() {
+    local what="$1" port="$2" variable="$3"
+    die "port $port is taken by $(port_holder "$port"), which is not this checkout's $what; stop it or set $variable to a free port."
+}
 
 # ---------------------------------------------------------------- packages
 
@@ -126,13 +150,24 @@ pg_running() {
     grep -qzxF -- "$data" "/proc/$pid/cmdline" 2>/dev/null
 }
 
+# The port this checkout's running server listens on (line 4 of postmaster.pid).
+pg_port_of() { sed -n 4p "$1/postmaster.pid" 2>/dev/null; }
+
 start_postgres() {
-    local data bin locale i
+    local data bin locale i running_port
     install_postgres
     prepare_pg_dir
     data="$(pg_data)"
     bin="$(pg_bin "$data")"
     [ -x "$bin/postgres" ] || die "no PostgreSQL server binaries in $bin for the cluster in $data."
+
+    if pg_running "$data"; then
+        running_port="$(pg_port_of "$data")"
+        [ "$running_port" = "$PG_PORT" ] ||
+            die "this checkout's PostgreSQL already runs on port $running_port, not $PG_PORT; run 'bash deploy/local/services.sh stop' first or set LIAISON_PG_PORT=$running_port."
+    elif port_open "$PG_PORT"; then
+        port_taken PostgreSQL "$PG_PORT" LIAISON_PG_PORT
+    fi
 
     if [ ! -f "$data/PG_VERSION" ]; then
         if locale -a 2>/dev/null | grep -qix 'c\.utf-\?8'; then locale=C.UTF-8; else locale=C; fi
@@ -167,31 +202,56 @@ start_postgres() {
 }
 
 stop_postgres() {
-    local data
-    [ -e "$LOCAL/pg" ] || return 0
-    data="$(pg_data)"
-    if pg_running "$data"; then
+    local data=""
+    [ -e "$LOCAL/pg" ] && data="$(pg_data)"
+    if [ -n "$data" ] && pg_running "$data"; then
         as_pg "$(pg_bin "$data")/pg_ctl" -D "$data" -m fast -w stop >/dev/null
+    elif port_open "$PG_PORT"; then
+        echo "services.sh: left $(port_holder "$PG_PORT") on port $PG_PORT running: it is not this checkout's PostgreSQL." >&2
     fi
 }
 
 # ------------------------------------------------------------------- redis
 
-redis_up() {
-    command -v redis-cli >/dev/null &&
-        [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null)" = PONG ]
+REDIS_PID="$REDIS_DIR/redis.pid"
+
+# The pid in this checkout's pid file when it is a live redis-server working in this checkout's
+# directory (a pid left from before a reboot may belong to anything now); else nothing, status 1.
+redis_ours() {
+    local pid
+    [ -f "$REDIS_PID" ] || return 1
+    pid="$(tr -dc '0-9' <"$REDIS_PID")"
+    [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
+    [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = redis-server ] || return 1
+    [ "$(readlink -f "/proc/$pid/cwd" 2>/dev/null)" = "$(readlink -f "$REDIS_DIR")" ] || return 1
+    echo "$pid"
+}
+
+# The process id of the Redis answering on $REDIS_PORT, as it reports it (nothing if none answers).
+redis_pid_on_port() {
+    command -v redis-cli >/dev/null || return 0
+    redis-cli -h 127.0.0.1 -p "$REDIS_PORT" info server 2>/dev/null | tr -d '\r' | sed -n 's/^process_id://p'
 }
 
 start_redis() {
-    local i
+    local pid i
     install_redis
-    redis_up && return 0
+    if pid="$(redis_ours)"; then
+        [ "$(redis_pid_on_port)" = "$pid" ] && return 0
+        die "this checkout's Redis (pid $pid) does not answer on port $REDIS_PORT; run 'bash deploy/local/services.sh stop' first or set LIAISON_REDIS_PORT to its port."
+    fi
+    if port_open "$REDIS_PORT"; then
+        port_taken Redis "$REDIS_PORT" LIAISON_REDIS_PORT
+    fi
     mkdir -p "$REDIS_DIR"
+    rm -f "$REDIS_PID"
     redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$REDIS_DIR" \
         --save "" --appendonly no --daemonize yes \
-        --pidfile "$REDIS_DIR/redis.pid" --logfile "$REDIS_DIR/redis.log" 9>&-
+        --pidfile "$REDIS_PID" --logfile "$REDIS_DIR/redis.log" 9>&-
     for i in $(seq 1 40); do
-        redis_up && return 0
+        if pid="$(redis_ours)" && [ "$(redis_pid_on_port)" = "$pid" ]; then
+            return 0
+        fi
         sleep 0.25
     done
     tail -n 20 "$REDIS_DIR/redis.log" >&2 || true
@@ -199,8 +259,17 @@ start_redis() {
 }
 
 stop_redis() {
-    if redis_up; then
-        redis-cli -h 127.0.0.1 -p "$REDIS_PORT" shutdown nosave >/dev/null 2>&1 || true
+    local pid i
+    if pid="$(redis_ours)"; then
+        kill -TERM "$pid"
+        for i in $(seq 1 40); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.25
+        done
+        kill -0 "$pid" 2>/dev/null && die "Redis (pid $pid) did not stop within 10 s."
+        rm -f "$REDIS_PID"
+    elif port_open "$REDIS_PORT"; then
+        echo "services.sh: left $(port_holder "$REDIS_PORT") on port $REDIS_PORT running: it is not this checkout's Redis." >&2
     fi
 }
 
@@ -249,18 +318,22 @@ cmd_env() {
 }
 
 cmd_status() {
-    local data
+    local data pid
     if [ -n "${DATABASE_URL:-}" ]; then
         echo "postgres: external ($DATABASE_URL)"
     elif [ -e "$LOCAL/pg" ] && data="$(pg_data)" && pg_running "$data"; then
-        echo "postgres: running on 127.0.0.1:$PG_PORT (data $data)"
+        echo "postgres: running on 127.0.0.1:$(pg_port_of "$data") (data $data)"
+    elif port_open "$PG_PORT"; then
+        echo "postgres: not running; port $PG_PORT is taken by $(port_holder "$PG_PORT")"
     else
         echo "postgres: not running"
     fi
     if [ -n "${CELERY_BROKER_URL:-}" ]; then
         echo "redis: external ($CELERY_BROKER_URL)"
-    elif redis_up; then
-        echo "redis: running on 127.0.0.1:$REDIS_PORT"
+    elif pid="$(redis_ours)"; then
+        echo "redis: running (pid $pid, directory $REDIS_DIR)"
+    elif port_open "$REDIS_PORT"; then
+        echo "redis: not running; port $REDIS_PORT is taken by $(port_holder "$REDIS_PORT")"
     else
         echo "redis: not running"
     fi

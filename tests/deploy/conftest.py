@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
 import pytest
 
 from deploy.settings import REPO_ROOT, Settings
-from tests.conftest import TEST_SECRET
+from tests.helpers import process_env
 
 
 @pytest.fixture(scope="package")
 def cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LIAISON_JWT_SECRET": TEST_SECRET,
-        "COLUMNS": "200",
-    }
+    return process_env(settings.database_url, settings.celery_broker_url, COLUMNS="200")
 
 
 def liaison(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -6,9 +6,8 @@ import jwt
 import psycopg
 import pytest
 
-from tests.conftest import TEST_SECRET
 from tests.deploy.conftest import liaison
-from tests.helpers import TenantInfo
+from tests.helpers import TEST_SECRET, TenantInfo
 
 
 def test_token_is_signed_and_scoped(cli_env: dict[str, str], alpha: TenantInfo) -> None:
