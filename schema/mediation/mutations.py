@@ -21,11 +21,11 @@ from schema.errors import (
 from schema.mediation.types import CaseType, MediationCase, PartyRole, case_of
 from schema.mutations import parse_id, run_service
 from schema.permissions import RequireRoles
-from services.errors import NotFound
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
 from services.mediation import repository, service
 from services.mediation.models import MediationCase as CaseRow
+from services.reach import not_found
 from tenants.context import TenantContext
 from tenants.roles import Role
 
@@ -141,7 +141,7 @@ class MediationMutation:
                 station_key
             )
             if station is None:
-                raise NotFound(f"no station {input.station_id} in your scope", field="stationId")
+                raise not_found(f"station {station_key}", field="stationId")
             request_key = parse_id(input.request_id, "requestId", "Request")[1] if input.request_id else None
             opening = service.Opening(
                 scope=str(station.scope),
@@ -178,7 +178,7 @@ class MediationMutation:
             )
             row = await repository.get(session, actor.tenant_id, key)
             if row is None:
-                raise NotFound(f"no mediation case {input.case_id}", field="caseId")
+                raise not_found(f"mediation case {key}", field="caseId")
             return MediationSessionPayload(case=case_of(row), session_id=strawberry.ID(str(sitting.id)))
 
         return await run_service(info, work)  # type: ignore[return-value]

@@ -20,7 +20,8 @@ from schema.relay import MAX_PAGE_SIZE, BadGlobalId, decode_id
 from services.errors import DomainError
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
-from services.mediation import repository, service
+from services.mediation import repository
+from services.mediation import stats as rates
 from tenants.context import city_scope
 
 NODE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}
@@ -90,7 +91,7 @@ class MediationQuery:
                     )
                 scope = str(node.scope)
             try:
-                stats = await service.stats(session, principal.tenant_id, scope, from_, to)
+                stats = await rates.stats(session, principal.tenant_id, scope, from_, to)
             except DomainError as error:
                 raise _invalid(error.message) from None
         return MediationStats(

@@ -12,7 +12,8 @@ from strawberry.dataloader import DataLoader
 from schema.context import Info
 from schema.loaders import children, workflow_history
 from schema.relay import Node, encode_id
-from services.mediation import models, repository, service
+from services.mediation import models, repository
+from services.mediation import stats as rates
 
 
 def _children(
@@ -194,7 +195,7 @@ class LevelStats:
     success_rate: float | None = strawberry.field(description="Agreements over concluded levels.")
 
 
-def level_stats_of(row: service.LevelStats) -> LevelStats:
+def level_stats_of(row: rates.LevelStats) -> LevelStats:
     return LevelStats(
         level=row.level,
         started=row.started,

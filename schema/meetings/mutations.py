@@ -32,11 +32,15 @@ from schema.meetings.types import (
 from schema.mutations import parse_id, run_service
 from schema.permissions import SIGNED_IN, RequireRoles
 from services.meetings import service
+from services.meetings.models import ActionItem as ActionRow
+from services.meetings.models import Invitation as InvitationRow
+from services.meetings.models import Meeting as MeetingRow
 from services.meetings.service import Actor, NewAction, Party, Proposal
 from tenants.context import TenantContext
 from tenants.roles import Role
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 ORGANISERS_ONLY: list[FieldExtension] = [
     RequireRoles(Role.STATION_LIAISON, Role.STREET_STAFF, Role.DISTRICT_STAFF, Role.CITY_ADMIN)
@@ -195,6 +199,37 @@ async def _run(info: Info, work: Callable[[AsyncSession, Actor], Awaitable[T]]) 
     return await run_service(info, call)
 
 
+async def _meeting(
+    info: Info, step: Callable[[AsyncSession, Actor], Awaitable[MeetingRow]]
+) -> MeetingPayload | Error:
+    async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
+        return MeetingPayload(meeting=meeting_of(await step(session, actor)))
+
+    return await _run(info, work)
+
+
+def _invitation(row: InvitationRow, meeting: Meeting) -> MeetingInvitationPayload:
+    return MeetingInvitationPayload(invitation=MeetingInvitation(row=row), meeting=meeting)
+
+
+def _action_item(row: ActionRow, meeting: Meeting) -> MeetingActionItemPayload:
+    return MeetingActionItemPayload(action_item=MeetingActionItem(row=row), meeting=meeting)
+
+
+async def _with_meeting(
+    info: Info,
+    step: Callable[[AsyncSession, Actor], Awaitable[tuple[R, MeetingRow]]],
+    payload: Callable[[R, Meeting], T],
+) -> T | Error:
+    """A step on an invitation or action item: `payload` of the row and its meeting."""
+
+    async def work(session: AsyncSession, actor: Actor) -> T:
+        row, meeting = await step(session, actor)
+        return payload(row, meeting_of(meeting))
+
+    return await _run(info, work)
+
+
 def _meeting_key(global_id: str, field: str = "meetingId") -> int:
     return parse_id(global_id, field, "Meeting")[1]
 
@@ -203,12 +238,16 @@ def _invitation_key(global_id: str, field: str = "invitationId") -> int:
     return parse_id(global_id, field, "MeetingInvitation")[1]
 
 
+def _action_key(global_id: str) -> int:
+    return parse_id(global_id, "actionItemId", "MeetingActionItem")[1]
+
+
 @strawberry.type
 class MeetingsMutation:
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Propose a six-party joint meeting.")
     async def propose_meeting(self, info: Info, input: ProposeMeetingInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            proposal = Proposal(
+        def proposal() -> Proposal:
+            return Proposal(
                 station_id=parse_id(input.station_id, "stationId", "Station")[1],
                 topic=input.topic,
                 proposed_times=input.proposed_times,
@@ -224,18 +263,15 @@ class MeetingsMutation:
                 pass_numerator=input.pass_numerator,
                 pass_denominator=input.pass_denominator,
             )
-            return MeetingPayload(meeting=meeting_of(await service.propose(session, actor, proposal)))
 
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(info, lambda s, a: service.propose(s, a, proposal()))  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Invite parties (one or more per kind).")
     async def invite_meeting_parties(self, info: Info, input: InvitePartiesInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            parties = [Party(p.kind.value, p.principal, p.name) for p in input.parties]
-            meeting = await service.invite(session, actor, _meeting_key(input.meeting_id), parties)
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+        parties = [Party(p.kind.value, p.principal, p.name) for p in input.parties]
+        return await _meeting(  # type: ignore[return-value]
+            info, lambda s, a: service.invite(s, a, _meeting_key(input.meeting_id), parties)
+        )
 
     @strawberry.mutation(
         permission_classes=SIGNED_IN,
@@ -244,147 +280,110 @@ class MeetingsMutation:
     async def reply_to_meeting_invitation(
         self, info: Info, input: MeetingReplyInput
     ) -> MeetingInvitationResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingInvitationPayload:
-            substitute = (
-                Party("", input.substitute.principal, input.substitute.name) if input.substitute else None
-            )
-            invitation, meeting = await service.reply(
-                session,
-                actor,
+        given = input.substitute
+        substitute = Party("", given.principal, given.name) if given else None
+        return await _with_meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.reply(
+                s,
+                a,
                 _invitation_key(input.invitation_id),
                 accept=input.accept,
                 reason=input.reason,
                 substitute=substitute,
-            )
-            return MeetingInvitationPayload(
-                invitation=MeetingInvitation(row=invitation), meeting=meeting_of(meeting)
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+            ),
+            _invitation,
+        )
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Confirm the meeting once the quorum holds.")
     async def confirm_meeting(self, info: Info, meeting_id: strawberry.ID) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            return MeetingPayload(
-                meeting=meeting_of(await service.confirm(session, actor, _meeting_key(meeting_id)))
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(info, lambda s, a: service.confirm(s, a, _meeting_key(meeting_id)))  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="New times; every party is asked again.")
     async def reschedule_meeting(self, info: Info, input: RescheduleMeetingInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            meeting = await service.reschedule(
-                session,
-                actor,
+        return await _meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.reschedule(
+                s,
+                a,
                 _meeting_key(input.meeting_id),
                 proposed_times=input.proposed_times,
                 reply_deadline=input.reply_deadline,
                 reason=input.reason,
-            )
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+            ),
+        )
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Cancel a meeting before it is held.")
     async def cancel_meeting(self, info: Info, input: CancelMeetingInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            meeting = await service.cancel(
-                session, actor, _meeting_key(input.meeting_id), reason=input.reason
-            )
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(  # type: ignore[return-value]
+            info, lambda s, a: service.cancel(s, a, _meeting_key(input.meeting_id), reason=input.reason)
+        )
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="The meeting took place: record attendance.")
     async def hold_meeting(self, info: Info, input: HoldMeetingInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            attendees = [_invitation_key(i, "attendeeInvitationIds") for i in input.attendee_invitation_ids]
-            meeting = await service.hold(session, actor, _meeting_key(input.meeting_id), attendees)
-            return MeetingPayload(meeting=meeting_of(meeting))
+        def attendees() -> list[int]:
+            return [_invitation_key(i, "attendeeInvitationIds") for i in input.attendee_invitation_ids]
 
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(  # type: ignore[return-value]
+            info, lambda s, a: service.hold(s, a, _meeting_key(input.meeting_id), attendees())
+        )
 
     @strawberry.mutation(
         extensions=ORGANISERS_ONLY, description="Record the minutes and the draft resolution."
     )
     async def record_meeting_minutes(self, info: Info, input: RecordMinutesInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            meeting = await service.record_minutes(
-                session,
-                actor,
-                _meeting_key(input.meeting_id),
-                minutes=input.minutes,
-                resolution=input.resolution,
-            )
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.record_minutes(
+                s, a, _meeting_key(input.meeting_id), minutes=input.minutes, resolution=input.resolution
+            ),
+        )
 
     @strawberry.mutation(
         permission_classes=SIGNED_IN, description="An attending party votes on the resolution."
     )
     async def cast_meeting_vote(self, info: Info, input: MeetingVoteInput) -> MeetingInvitationResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingInvitationPayload:
-            invitation, meeting = await service.cast_vote(
-                session, actor, _invitation_key(input.invitation_id), input.vote.value
-            )
-            return MeetingInvitationPayload(
-                invitation=MeetingInvitation(row=invitation), meeting=meeting_of(meeting)
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _with_meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.cast_vote(s, a, _invitation_key(input.invitation_id), input.vote.value),
+            _invitation,
+        )
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Count the votes: passed or not.")
     async def tally_meeting_votes(self, info: Info, meeting_id: strawberry.ID) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            return MeetingPayload(
-                meeting=meeting_of(await service.tally(session, actor, _meeting_key(meeting_id)))
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(info, lambda s, a: service.tally(s, a, _meeting_key(meeting_id)))  # type: ignore[return-value]
 
     @strawberry.mutation(extensions=ORGANISERS_ONLY, description="Give parties action items with due dates.")
     async def assign_meeting_action_items(self, info: Info, input: AssignActionItemsInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            items = [NewAction(i.kind.value, i.assignee, i.title, i.due_at) for i in input.items]
-            meeting = await service.assign_actions(session, actor, _meeting_key(input.meeting_id), items)
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+        items = [NewAction(i.kind.value, i.assignee, i.title, i.due_at) for i in input.items]
+        return await _meeting(  # type: ignore[return-value]
+            info, lambda s, a: service.assign_actions(s, a, _meeting_key(input.meeting_id), items)
+        )
 
     @strawberry.mutation(permission_classes=SIGNED_IN, description="A progress note on an action item.")
     async def report_action_item_progress(
         self, info: Info, input: MeetingActionItemNoteInput
     ) -> MeetingActionItemResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingActionItemPayload:
-            key = parse_id(input.action_item_id, "actionItemId", "MeetingActionItem")[1]
-            action, meeting = await service.report_progress(session, actor, key, input.note or "")
-            return MeetingActionItemPayload(
-                action_item=MeetingActionItem(row=action), meeting=meeting_of(meeting)
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _with_meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.report_progress(s, a, _action_key(input.action_item_id), input.note or ""),
+            _action_item,
+        )
 
     @strawberry.mutation(permission_classes=SIGNED_IN, description="Mark an action item done.")
     async def complete_meeting_action_item(
         self, info: Info, input: MeetingActionItemNoteInput
     ) -> MeetingActionItemResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingActionItemPayload:
-            key = parse_id(input.action_item_id, "actionItemId", "MeetingActionItem")[1]
-            action, meeting = await service.complete_action(session, actor, key, input.note)
-            return MeetingActionItemPayload(
-                action_item=MeetingActionItem(row=action), meeting=meeting_of(meeting)
-            )
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _with_meeting(  # type: ignore[return-value]
+            info,
+            lambda s, a: service.complete_action(s, a, _action_key(input.action_item_id), input.note),
+            _action_item,
+        )
 
     @strawberry.mutation(
         extensions=ORGANISERS_ONLY, description="Close with a report once every item is done."
     )
     async def close_meeting(self, info: Info, input: CloseMeetingInput) -> MeetingResult:
-        async def work(session: AsyncSession, actor: Actor) -> MeetingPayload:
-            meeting = await service.close(session, actor, _meeting_key(input.meeting_id), report=input.report)
-            return MeetingPayload(meeting=meeting_of(meeting))
-
-        return await _run(info, work)  # type: ignore[return-value]
+        return await _meeting(  # type: ignore[return-value]
+            info, lambda s, a: service.close(s, a, _meeting_key(input.meeting_id), report=input.report)
+        )

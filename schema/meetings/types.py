@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from enum import Enum
+from operator import attrgetter
+from typing import Any
 
 import strawberry
 
@@ -59,6 +62,16 @@ class MeetingActionItemState(Enum):
     DONE = "done"
 
 
+def of_row(read: str | Callable[[Any], Any], description: str | None = None) -> Any:
+    """A field read off the row: its attribute of that name as it is, or what `read` makes of the row."""
+    get = attrgetter(read) if isinstance(read, str) else read
+
+    def resolve(root: Any) -> Any:
+        return get(root.row)
+
+    return strawberry.field(resolver=resolve, description=description)
+
+
 @strawberry.type(description="One recorded step of a meeting, an invitation or an action item.")
 class MeetingStep:
     step: str
@@ -83,100 +96,37 @@ def step_of(event: WorkflowEvent) -> MeetingStep:
 @strawberry.type
 class MeetingInvitation:
     row: strawberry.Private[InvitationRow]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return encode_id("MeetingInvitation", self.row.id)
-
-    @strawberry.field
-    def meeting_id(self) -> strawberry.ID:
-        return encode_id("Meeting", self.row.meeting_id)
-
-    @strawberry.field
-    def party_kind(self) -> PartyKind:
-        return PartyKind(self.row.party_kind)
-
-    @strawberry.field(description="The invited principal (user:42).")
-    def invitee(self) -> str:
-        return self.row.owner_principal
-
-    @strawberry.field
-    def name(self) -> str:
-        return self.row.name
-
-    @strawberry.field
-    def state(self) -> MeetingInvitationState:
-        return MeetingInvitationState(self.row.state)
-
-    @strawberry.field
-    def round(self) -> int:
-        return self.row.round
-
-    @strawberry.field
-    def substitute_for(self) -> strawberry.ID | None:
-        key = self.row.substitute_for_id
-        return encode_id("MeetingInvitation", key) if key is not None else None
-
-    @strawberry.field
-    def reason(self) -> str | None:
-        return self.row.reason
-
-    @strawberry.field
-    def replied_at(self) -> datetime | None:
-        return self.row.replied_at
-
-    @strawberry.field
-    def escalated_at(self) -> datetime | None:
-        return self.row.escalated_at
-
-    @strawberry.field
-    def attended(self) -> bool | None:
-        return self.row.attended
-
-    @strawberry.field
-    def vote(self) -> MeetingVoteChoice | None:
-        return MeetingVoteChoice(self.row.vote) if self.row.vote else None
+    id: strawberry.ID = of_row(lambda row: encode_id("MeetingInvitation", row.id))
+    meeting_id: strawberry.ID = of_row(lambda row: encode_id("Meeting", row.meeting_id))
+    party_kind: PartyKind = of_row(lambda row: PartyKind(row.party_kind))
+    invitee: str = of_row("owner_principal", description="The invited principal (user:42).")
+    name: str = of_row("name")
+    state: MeetingInvitationState = of_row(lambda row: MeetingInvitationState(row.state))
+    round: int = of_row("round")
+    substitute_for: strawberry.ID | None = of_row(
+        lambda row: (
+            None if row.substitute_for_id is None else encode_id("MeetingInvitation", row.substitute_for_id)
+        )
+    )
+    reason: str | None = of_row("reason")
+    replied_at: datetime | None = of_row("replied_at")
+    escalated_at: datetime | None = of_row("escalated_at")
+    attended: bool | None = of_row("attended")
+    vote: MeetingVoteChoice | None = of_row(lambda row: MeetingVoteChoice(row.vote) if row.vote else None)
 
 
 @strawberry.type
 class MeetingActionItem:
     row: strawberry.Private[ActionRow]
-
-    @strawberry.field
-    def id(self) -> strawberry.ID:
-        return encode_id("MeetingActionItem", self.row.id)
-
-    @strawberry.field
-    def party_kind(self) -> PartyKind:
-        return PartyKind(self.row.party_kind)
-
-    @strawberry.field
-    def assignee(self) -> str:
-        return self.row.owner_principal
-
-    @strawberry.field
-    def title(self) -> str:
-        return self.row.title
-
-    @strawberry.field
-    def due_at(self) -> datetime:
-        return self.row.due_at
-
-    @strawberry.field
-    def state(self) -> MeetingActionItemState:
-        return MeetingActionItemState(self.row.state)
-
-    @strawberry.field
-    def overdue(self) -> bool:
-        return self.row.overdue
-
-    @strawberry.field
-    def progress(self) -> str | None:
-        return self.row.progress
-
-    @strawberry.field
-    def done_at(self) -> datetime | None:
-        return self.row.done_at
+    id: strawberry.ID = of_row(lambda row: encode_id("MeetingActionItem", row.id))
+    party_kind: PartyKind = of_row(lambda row: PartyKind(row.party_kind))
+    assignee: str = of_row("owner_principal")
+    title: str = of_row("title")
+    due_at: datetime = of_row("due_at")
+    state: MeetingActionItemState = of_row(lambda row: MeetingActionItemState(row.state))
+    overdue: bool = of_row("overdue")
+    progress: str | None = of_row("progress")
+    done_at: datetime | None = of_row("done_at")
 
 
 @strawberry.type
@@ -192,118 +142,49 @@ class Meeting(Node):
     # Filled by list resolvers in one query for the whole page; loaded on demand otherwise.
     invitation_rows: strawberry.Private[list[InvitationRow] | None] = None
     action_rows: strawberry.Private[list[ActionRow] | None] = None
-
-    @strawberry.field
-    def station_id(self) -> strawberry.ID:
-        return encode_id("Station", self.row.station_id)
-
-    @strawberry.field
-    def scope(self) -> str:
-        return self.row.scope
-
-    @strawberry.field
-    def topic(self) -> str:
-        return self.row.topic
-
-    @strawberry.field
-    def agenda(self) -> str:
-        return self.row.agenda
-
-    @strawberry.field
-    def place(self) -> str | None:
-        return self.row.place
-
-    @strawberry.field
-    def video_link(self) -> str | None:
-        return self.row.video_link
-
-    @strawberry.field(description="Requests (诉求) the meeting was called for.")
-    def request_ids(self) -> list[strawberry.ID]:
-        return [encode_id("Request", key) for key in self.row.request_ids]
-
-    @strawberry.field
-    def proposed_times(self) -> list[datetime]:
-        return list(self.row.proposed_times)
-
-    @strawberry.field
-    def starts_at(self) -> datetime:
-        return self.row.starts_at
-
-    @strawberry.field
-    def reply_deadline(self) -> datetime:
-        return self.row.reply_deadline
-
-    @strawberry.field
-    def state(self) -> MeetingState:
-        return MeetingState(self.row.state)
-
-    @strawberry.field(description="How many times it was (re)scheduled; replies count for the current round.")
-    def round(self) -> int:
-        return self.row.round
-
-    @strawberry.field
-    def required_kinds(self) -> list[PartyKind]:
-        return [PartyKind(kind) for kind in self.row.required_kinds]
-
-    @strawberry.field
-    def min_kinds(self) -> int:
-        return self.row.min_kinds
-
-    @strawberry.field(description="Party kinds with a confirmed participant.")
-    def represented_kinds(self) -> list[PartyKind]:
-        return [PartyKind(kind) for kind in self.row.represented_kinds]
-
-    @strawberry.field(description="Why the quorum rule does not hold yet (empty when it does).")
-    def quorum_missing(self) -> list[str]:
-        return service.quorum_missing(self.row)
-
-    @strawberry.field(description="The share of the votes cast the resolution needs, e.g. 2/3.")
-    def pass_threshold(self) -> str:
-        return f"{self.row.pass_numerator}/{self.row.pass_denominator}"
-
-    @strawberry.field
-    def minutes(self) -> str | None:
-        return self.row.minutes
-
-    @strawberry.field
-    def resolution(self) -> str | None:
-        return self.row.resolution
-
-    @strawberry.field
-    def votes(self) -> MeetingVotes:
-        return MeetingVotes(yes=self.row.votes_yes, no=self.row.votes_no, abstain=self.row.votes_abstain)
-
-    @strawberry.field
-    def passed(self) -> bool | None:
-        return self.row.passed
-
-    @strawberry.field
-    def closing_report(self) -> str | None:
-        return self.row.closing_report
-
-    @strawberry.field
-    def cancel_reason(self) -> str | None:
-        return self.row.cancel_reason
-
-    @strawberry.field
-    def organiser(self) -> str:
-        return self.row.organiser
-
-    @strawberry.field
-    def created_at(self) -> datetime:
-        return self.row.created_at
-
-    @strawberry.field
-    def confirmed_at(self) -> datetime | None:
-        return self.row.confirmed_at
-
-    @strawberry.field
-    def held_at(self) -> datetime | None:
-        return self.row.held_at
-
-    @strawberry.field
-    def closed_at(self) -> datetime | None:
-        return self.row.closed_at
+    station_id: strawberry.ID = of_row(lambda row: encode_id("Station", row.station_id))
+    scope: str = of_row("scope")
+    topic: str = of_row("topic")
+    agenda: str = of_row("agenda")
+    place: str | None = of_row("place")
+    video_link: str | None = of_row("video_link")
+    request_ids: list[strawberry.ID] = of_row(
+        lambda row: [encode_id("Request", key) for key in row.request_ids],
+        description="Requests (诉求) the meeting was called for.",
+    )
+    proposed_times: list[datetime] = of_row(lambda row: list(row.proposed_times))
+    starts_at: datetime = of_row("starts_at")
+    reply_deadline: datetime = of_row("reply_deadline")
+    state: MeetingState = of_row(lambda row: MeetingState(row.state))
+    round: int = of_row(
+        "round", description="How many times it was (re)scheduled; replies count for the current round."
+    )
+    required_kinds: list[PartyKind] = of_row(lambda row: [PartyKind(kind) for kind in row.required_kinds])
+    min_kinds: int = of_row("min_kinds")
+    represented_kinds: list[PartyKind] = of_row(
+        lambda row: [PartyKind(kind) for kind in row.represented_kinds],
+        description="Party kinds with a confirmed participant.",
+    )
+    quorum_missing: list[str] = of_row(
+        service.quorum_missing, description="Why the quorum rule does not hold yet (empty when it does)."
+    )
+    pass_threshold: str = of_row(
+        lambda row: f"{row.pass_numerator}/{row.pass_denominator}",
+        description="The share of the votes cast the resolution needs, e.g. 2/3.",
+    )
+    minutes: str | None = of_row("minutes")
+    resolution: str | None = of_row("resolution")
+    votes: MeetingVotes = of_row(
+        lambda row: MeetingVotes(yes=row.votes_yes, no=row.votes_no, abstain=row.votes_abstain)
+    )
+    passed: bool | None = of_row("passed")
+    closing_report: str | None = of_row("closing_report")
+    cancel_reason: str | None = of_row("cancel_reason")
+    organiser: str = of_row("organiser")
+    created_at: datetime = of_row("created_at")
+    confirmed_at: datetime | None = of_row("confirmed_at")
+    held_at: datetime | None = of_row("held_at")
+    closed_at: datetime | None = of_row("closed_at")
 
     @strawberry.field(description="The steps the caller may take now.")
     def available_steps(self, info: Info) -> list[str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -52,31 +52,31 @@ async def current_level(
     return found
 
 
-async def levels(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationLevel]:
+Child = TypeVar("Child", MediationLevel, MediationParty, MediationSession)
+
+
+async def _of_cases(
+    session: AsyncSession, model: type[Child], tenant_id: int, case_ids: Sequence[int], *order: Any
+) -> list[Child]:
     rows = await session.scalars(
-        select(MediationLevel)
-        .where(MediationLevel.tenant_id == tenant_id, MediationLevel.case_id.in_(list(case_ids)))
-        .order_by(MediationLevel.case_id, MediationLevel.level)
+        select(model)
+        .where(model.tenant_id == tenant_id, model.case_id.in_(list(case_ids)))
+        .order_by(model.case_id, *order)
     )
     return list(rows.all())
+
+
+async def levels(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationLevel]:
+    return await _of_cases(session, MediationLevel, tenant_id, case_ids, MediationLevel.level)
 
 
 async def parties(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationParty]:
-    rows = await session.scalars(
-        select(MediationParty)
-        .where(MediationParty.tenant_id == tenant_id, MediationParty.case_id.in_(list(case_ids)))
-        .order_by(MediationParty.case_id, MediationParty.id)
-    )
-    return list(rows.all())
+    return await _of_cases(session, MediationParty, tenant_id, case_ids, MediationParty.id)
 
 
 async def sessions(session: AsyncSession, tenant_id: int, case_ids: Sequence[int]) -> list[MediationSession]:
-    rows = await session.scalars(
-        select(MediationSession)
-        .where(MediationSession.tenant_id == tenant_id, MediationSession.case_id.in_(list(case_ids)))
-        .order_by(MediationSession.case_id, MediationSession.held_on, MediationSession.id)
-    )
-    return list(rows.all())
+    order = (MediationSession.held_on, MediationSession.id)
+    return await _of_cases(session, MediationSession, tenant_id, case_ids, *order)
 
 
 async def request_exists(session: AsyncSession, tenant_id: int, request_id: int) -> bool:

@@ -4,20 +4,21 @@ deputy, hard ones to the departments".
 A case starts at level 1 with the community mediator. Each level records sessions and ends in an agreement
 (the case is resolved) or fails; failure, or the level's deadline passing (a timer row), moves the case up:
 to the deputy assigned to the station (or one named), then to the departments named. Failing at level 3
-closes the case unresolved. Every step is in the history and the audit chain; every notice goes through the
-outbox.
+closes the case unresolved. Every step, those that keep the state (a session, a mediator named) too, is
+declared in MACHINE and taken through `services.workflow.advance`: checked, recorded in the history and the
+audit chain. Every notice goes through the outbox.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.errors import InvalidInput, NotFound, OutOfScope
+from services.errors import InvalidInput
 from services.mediation import repository
 from services.mediation.models import (
     CASE_TYPES,
@@ -27,12 +28,13 @@ from services.mediation.models import (
     MediationSession,
 )
 from services.notifications.dispatch import notify
+from services.reach import Target, not_found, reaches
 from services.requests.calendar import load_calendar
 from services.timers.service import cancel as cancel_timers
 from services.timers.service import schedule
-from services.workflow.machine import SYSTEM, IllegalTransition, NotAllowed, StateMachine, step
-from services.workflow.service import record
-from tenants.context import PRINCIPAL_PATTERN, TenantContext, scope_is_within
+from services.workflow.machine import SYSTEM, IllegalTransition, StateMachine, stay, step
+from services.workflow.service import advance
+from tenants.context import PRINCIPAL_PATTERN, TenantContext
 from tenants.roles import Role
 
 STAFF = (Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF, Role.STATION_LIAISON)
@@ -44,6 +46,9 @@ MACHINE = StateMachine(
     "mediation",
     (*ACTIVE, "resolved", "unresolved", "withdrawn"),
     (
+        step("open", [], "level1", STAFF),
+        stay("record_session", ACTIVE, [*STAFF, DEPUTY]),
+        stay("assign_mediator", ["level1", "level2"], STAFF),
         step("escalate_to_deputy", ["level1"], "level2", [*STAFF, SYSTEM]),
         step("escalate_to_departments", ["level2"], "level3", [*STAFF, DEPUTY, SYSTEM]),
         step("settle", ACTIVE, "resolved", [*STAFF, DEPUTY]),
@@ -51,12 +56,6 @@ MACHINE = StateMachine(
         step("withdraw", ACTIVE, "withdrawn", STAFF, note=True),
     ),
 )
-# Steps that keep the state, declared here with the machine: from which states, and by whom.
-KEEPING_STATE: dict[str, tuple[frozenset[str], frozenset[str]]] = {
-    "open": (frozenset(), frozenset(STAFF)),
-    "record_session": (frozenset(ACTIVE), frozenset({*STAFF, DEPUTY})),
-    "assign_mediator": (frozenset({"level1", "level2"}), frozenset(STAFF)),
-}
 # Failing at a level takes the case along this step.
 ON_FAILURE = {1: "escalate_to_deputy", 2: "escalate_to_departments", 3: "close_unresolved"}
 
@@ -96,43 +95,8 @@ class Opening:
     deadlines: Sequence[Deadline] = ()
 
 
-@dataclass(frozen=True, slots=True)
-class LevelStats:
-    level: int
-    started: int
-    concluded: int
-    agreements: int
-    failed: int
-    timeouts: int
-
-    @property
-    def success_rate(self) -> float | None:
-        return self.agreements / self.concluded if self.concluded else None
-
-
-@dataclass(frozen=True, slots=True)
-class ScopeStats:
-    scope: str
-    name: str | None
-    levels: list[LevelStats] = field(default_factory=list)
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    by_level: list[LevelStats]
-    by_scope: list[ScopeStats]
-
-
 def _now(now: datetime | None) -> datetime:
     return now or datetime.now(UTC)
-
-
-def check_keeping(name: str, state: str | None, kinds: Iterable[str]) -> None:
-    states, actors = KEEPING_STATE[name]
-    if state is not None and state not in states:
-        raise IllegalTransition(f"cannot {name} a mediation case that is {state}")
-    if actors.isdisjoint(kinds):
-        raise NotAllowed(f"only {' or '.join(sorted(actors))} may {name} a mediation case")
 
 
 def _check_principal(value: str | None, field_name: str) -> None:
@@ -174,36 +138,7 @@ async def _due_at(session: AsyncSession, case: MediationCase, level: int, start:
     return calendar.deadline(start, int(rule["working_days"]))
 
 
-async def _record(
-    session: AsyncSession,
-    case: MediationCase,
-    name: str,
-    before: str | None,
-    actor: str,
-    *,
-    note: str | None = None,
-    public: bool = True,
-    payload: dict[str, object] | None = None,
-    now: datetime,
-) -> None:
-    await record(
-        session,
-        MACHINE,
-        tenant_id=case.tenant_id,
-        subject_id=case.id,
-        scope=case.scope,
-        step=name,
-        from_state=before,
-        to_state=case.state,
-        actor=actor,
-        note=note,
-        public=public,
-        payload={"level": case.level, **(payload or {})},
-        at=now,
-    )
-
-
-async def _transition(
+async def _step(
     session: AsyncSession,
     case: MediationCase,
     name: str,
@@ -211,13 +146,26 @@ async def _transition(
     kinds: Iterable[str],
     *,
     note: str | None = None,
-    payload: dict[str, object] | None = None,
+    public: bool = True,
+    payload: dict[str, Any] | None = None,
+    effects: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
     now: datetime,
 ) -> None:
-    transition = MACHINE.check(name, case.state, kinds, note)
-    before = case.state
-    case.state = transition.target
-    await _record(session, case, name, before, actor, note=note, payload=payload, now=now)
+    """Take a declared step of the case (`services.workflow.advance`); `effects` are its other changes,
+    made once the step is allowed."""
+    await advance(
+        session,
+        MACHINE,
+        case,
+        name,
+        actor=actor,
+        actor_kinds=kinds,
+        note=note,
+        public=public,
+        payload={"level": case.level, **(payload or {})},
+        at=now,
+        effects=effects,
+    )
 
 
 async def _tell_parties(session: AsyncSession, case: MediationCase, event: str, title: str) -> None:
@@ -244,6 +192,19 @@ async def _tell_parties(session: AsyncSession, case: MediationCase, event: str, 
                 source=f"mediation:{case.id}:{event}:party:{party.id}",
                 payload=payload,
             )
+
+
+async def _tell_mediator(session: AsyncSession, case: MediationCase, mediator: str, **extra: object) -> None:
+    await notify(
+        session,
+        tenant_id=case.tenant_id,
+        scope=case.scope,
+        kind="mediation.assigned",
+        title=f"调解案件 {case.id} 由您在第 {case.level} 级调解",
+        recipient=mediator,
+        source=f"mediation:{case.id}:level:{case.level}:mediator:{mediator}",
+        payload={"case_id": case.id, "level": case.level, **extra},
+    )
 
 
 async def _start_level(
@@ -281,23 +242,14 @@ async def _start_level(
         payload={"level": level},
     )
     if mediator is not None:
-        await notify(
-            session,
-            tenant_id=case.tenant_id,
-            scope=case.scope,
-            kind="mediation.assigned",
-            title=f"调解案件 {case.id} 由您在第 {level} 级调解",
-            recipient=mediator,
-            source=f"mediation:{case.id}:level:{level}:mediator:{mediator}",
-            payload={"case_id": case.id, "level": level, "due_at": due_at.isoformat()},
-        )
+        await _tell_mediator(session, case, mediator, due_at=due_at.isoformat())
     return row
 
 
 async def _load(session: AsyncSession, tenant_id: int, case_id: int) -> MediationCase:
     case = await repository.get(session, tenant_id, case_id, lock=True)
     if case is None:
-        raise NotFound(f"no mediation case {case_id} that you may act on", field="id")
+        raise not_found(f"mediation case {case_id}")
     return case
 
 
@@ -308,21 +260,7 @@ async def _running_level(session: AsyncSession, case: MediationCase) -> Mediatio
     return row
 
 
-async def open_case(
-    session: AsyncSession,
-    actor: TenantContext,
-    kinds: frozenset[str],
-    opening: Opening,
-    *,
-    now: datetime | None = None,
-) -> MediationCase:
-    moment = _now(now)
-    check_keeping("open", None, kinds)
-    labels = opening.scope.split(".")
-    if len(labels) != 4 or labels[3][0] != "t":
-        raise InvalidInput("a mediation case is opened at a station", field="stationId")
-    if not any(scope_is_within(opening.scope, scope) for scope in actor.scopes):
-        raise OutOfScope("that station lies outside your scope", field="stationId")
+def _check_opening(opening: Opening) -> None:
     if opening.case_type not in CASE_TYPES:
         raise InvalidInput(f"the type is one of {', '.join(CASE_TYPES)}", field="caseType")
     if not opening.description.strip() or len(opening.description) > 4000:
@@ -336,10 +274,27 @@ async def open_case(
             raise InvalidInput(f"a party's role is one of {', '.join(PARTY_ROLES)}", field="parties")
         _check_principal(party.principal, "parties")
     _check_principal(opening.mediator, "mediator")
+
+
+async def open_case(
+    session: AsyncSession,
+    actor: TenantContext,
+    kinds: frozenset[str],
+    opening: Opening,
+    *,
+    now: datetime | None = None,
+) -> MediationCase:
+    moment = _now(now)
+    labels = opening.scope.split(".")
+    if len(labels) != 4 or labels[3][0] != "t":
+        raise InvalidInput("a mediation case is opened at a station", field="stationId")
+    if not reaches(actor, Target(actor.tenant_id, opening.scope)):
+        raise not_found(f"station {opening.scope}", field="stationId")
+    _check_opening(opening)
     if opening.request_id is not None and not await repository.request_exists(
         session, actor.tenant_id, opening.request_id
     ):
-        raise NotFound(f"no request {opening.request_id} that you may see", field="requestId")
+        raise not_found(f"request {opening.request_id}", field="requestId")
     applicant = next((p.principal for p in opening.parties if p.role == "applicant" and p.principal), None)
     case = MediationCase(
         tenant_id=actor.tenant_id,
@@ -348,31 +303,31 @@ async def open_case(
         description=opening.description.strip(),
         request_id=opening.request_id,
         owner_principal=applicant,
-        state="level1",
         level=1,
         departments=_clean_names(opening.departments, "departments"),
         deadlines=_deadlines(opening.deadlines),
         created_by=actor.principal,
         opened_at=moment,
     )
-    session.add(case)
-    await session.flush()
-    session.add_all(
-        MediationParty(
-            tenant_id=actor.tenant_id,
-            case_id=case.id,
-            scope=case.scope,
-            name=p.name.strip(),
-            role=p.role,
-            owner_principal=p.principal,
+
+    async def start() -> None:
+        session.add_all(
+            MediationParty(
+                tenant_id=actor.tenant_id,
+                case_id=case.id,
+                scope=case.scope,
+                name=p.name.strip(),
+                role=p.role,
+                owner_principal=p.principal,
+            )
+            for p in opening.parties
         )
-        for p in opening.parties
-    )
-    await _start_level(
-        session, case, 1, mediator=opening.mediator or actor.principal, departments=(), now=moment
-    )
-    await session.flush()
-    await _record(session, case, "open", None, actor.principal, payload={"type": case.case_type}, now=moment)
+        mediator = opening.mediator or actor.principal
+        await _start_level(session, case, 1, mediator=mediator, departments=(), now=moment)
+        await session.flush()
+
+    payload = {"type": case.case_type}
+    await _step(session, case, "open", actor.principal, kinds, payload=payload, effects=start, now=moment)
     await _tell_parties(session, case, "opened", f"调解案件 {case.id} 已受理（社区调解）")
     return case
 
@@ -389,31 +344,25 @@ async def record_session(
     notes: str,
 ) -> MediationSession:
     case = await _load(session, tenant_id, case_id)
-    check_keeping("record_session", case.state, kinds)
-    if len(notes) > 10_000:
-        raise InvalidInput("notes are at most 10000 characters", field="notes")
     sitting = MediationSession(
         tenant_id=tenant_id,
         case_id=case.id,
         scope=case.scope,
         level=case.level,
         held_on=held_on,
-        participants=_clean_names(participants, "participants", limit=50),
         notes=notes,
         recorded_by=actor,
     )
-    session.add(sitting)
-    await session.flush()
-    await _record(
-        session,
-        case,
-        "record_session",
-        case.state,
-        actor,
-        public=False,
-        payload={"session_id": sitting.id, "held_on": held_on.isoformat()},
-        now=_now(None),
-    )
+
+    async def sit() -> dict[str, Any]:
+        if len(notes) > 10_000:
+            raise InvalidInput("notes are at most 10000 characters", field="notes")
+        sitting.participants = _clean_names(participants, "participants", limit=50)
+        session.add(sitting)
+        await session.flush()
+        return {"session_id": sitting.id, "held_on": held_on.isoformat()}
+
+    await _step(session, case, "record_session", actor, kinds, public=False, effects=sit, now=_now(None))
     return sitting
 
 
@@ -427,25 +376,16 @@ async def assign_mediator(
     *,
     now: datetime | None = None,
 ) -> MediationCase:
-    moment = _now(now)
-    _check_principal(mediator, "mediator")
     case = await _load(session, tenant_id, case_id)
-    check_keeping("assign_mediator", case.state, kinds)
-    level = await _running_level(session, case)
-    level.mediator = case.mediator = mediator
-    await _record(
-        session, case, "assign_mediator", case.state, actor, payload={"mediator": mediator}, now=moment
-    )
-    await notify(
-        session,
-        tenant_id=tenant_id,
-        scope=case.scope,
-        kind="mediation.assigned",
-        title=f"调解案件 {case.id} 由您在第 {case.level} 级调解",
-        recipient=mediator,
-        source=f"mediation:{case.id}:level:{case.level}:mediator:{mediator}",
-        payload={"case_id": case.id, "level": case.level},
-    )
+
+    async def name() -> None:
+        _check_principal(mediator, "mediator")
+        level = await _running_level(session, case)
+        level.mediator = case.mediator = mediator
+        await _tell_mediator(session, case, mediator)
+
+    payload = {"mediator": mediator}
+    await _step(session, case, "assign_mediator", actor, kinds, payload=payload, effects=name, now=_now(now))
     return case
 
 
@@ -465,37 +405,35 @@ async def record_outcome(
 ) -> MediationCase:
     """The outcome of the running level: an agreement resolves the case, a failure moves it up."""
     moment = _now(now)
-    _check_principal(deputy, "deputy")
     case = await _load(session, tenant_id, case_id)
-    if agreed:
-        MACHINE.check("settle", case.state, kinds)
+    _check_principal(deputy, "deputy")
+    if not agreed:
+        await _escalate(
+            session,
+            case,
+            actor,
+            kinds,
+            cause="failed",
+            note=note,
+            deputy=deputy,
+            departments=departments,
+            now=moment,
+        )
+        return case
+
+    async def settle() -> None:
         text = (agreement or "").strip()
         if not text or len(text) > 10_000:
             raise InvalidInput("an agreement needs its text (up to 10000 characters)", field="agreement")
         level = await _running_level(session, case)
         level.outcome, level.agreement, level.ended_at = "agreement", text, moment
         case.agreement, case.closed_at = text, moment
-        await _transition(session, case, "settle", actor, kinds, note=note, now=moment)
         await cancel_timers(
             session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment
         )
-        await _tell_parties(session, case, "resolved", f"调解案件 {case.id} 达成协议（第 {case.level} 级）")
-        return case
-    MACHINE.check(ON_FAILURE[case.level], case.state, kinds)
-    level = await _running_level(session, case)
-    level.outcome, level.ended_at = "failed", moment
-    await cancel_timers(session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment)
-    await _escalate(
-        session,
-        case,
-        actor,
-        kinds,
-        cause="failed",
-        note=note,
-        deputy=deputy,
-        departments=departments,
-        now=moment,
-    )
+
+    await _step(session, case, "settle", actor, kinds, note=note, effects=settle, now=moment)
+    await _tell_parties(session, case, "resolved", f"调解案件 {case.id} 达成协议（第 {case.level} 级）")
     return case
 
 
@@ -506,8 +444,6 @@ async def level_timed_out(
     case = await _load(session, tenant_id, case_id)
     if case.state != f"level{level}":
         raise IllegalTransition(f"case {case_id} has left level {level}")
-    running = await _running_level(session, case)
-    running.outcome, running.ended_at = "timeout", now
     await _escalate(session, case, "system:timers", [SYSTEM], cause="timeout", now=now)
     return case
 
@@ -524,48 +460,40 @@ async def _escalate(
     departments: Sequence[str] = (),
     now: datetime,
 ) -> None:
-    name = ON_FAILURE[case.level]
-    if case.level == 1:
-        # The double-list skills match is not built yet: the deputy assigned to the station, or one named.
-        chosen = deputy or await repository.station_deputy(session, case.tenant_id, case.scope)
-        await _transition(
-            session,
-            case,
-            name,
-            actor,
-            kinds,
-            note=note,
-            payload={"cause": cause, "mediator": chosen},
-            now=now,
-        )
-        await _start_level(session, case, 2, mediator=chosen, departments=(), now=now)
-        missing = "" if chosen else "；站点未配置代表，请指定"
-        await _tell_parties(session, case, "escalated:2", f"调解案件 {case.id} 转由人大代表调解{missing}")
-    elif case.level == 2:
-        named = _clean_names(departments, "departments") or list(case.departments)
-        if not named:
-            _, default_department = await repository.settings_of(session, case.tenant_id)
-            named = [default_department]
-        await _transition(
-            session,
-            case,
-            name,
-            actor,
-            kinds,
-            note=note,
-            payload={"cause": cause, "departments": named},
-            now=now,
-        )
-        await _start_level(session, case, 3, mediator=None, departments=named, now=now)
-        await _tell_parties(
-            session, case, "escalated:3", f"调解案件 {case.id} 转由部门联动调解：{'、'.join(named)}"
-        )
-    else:
-        await _transition(session, case, name, actor, kinds, note=note, payload={"cause": cause}, now=now)
+    """The running level ends in failure or a timeout (`cause`): the case moves up one level, or at the
+    last one closes unresolved."""
+
+    async def move_up() -> dict[str, Any]:
+        running = await _running_level(session, case)
+        running.outcome, running.ended_at = cause, now
+        if cause == "failed":
+            await cancel_timers(
+                session, tenant_id=case.tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=now
+            )
+        if running.level == 1:
+            # The double-list skills match is not built yet: the deputy assigned to the station, or one named.
+            chosen = deputy or await repository.station_deputy(session, case.tenant_id, case.scope)
+            await _start_level(session, case, 2, mediator=chosen, departments=(), now=now)
+            missing = "" if chosen else "；站点未配置代表，请指定"
+            await _tell_parties(session, case, "escalated:2", f"调解案件 {case.id} 转由人大代表调解{missing}")
+            return {"cause": cause, "mediator": chosen}
+        if running.level == 2:
+            named = _clean_names(departments, "departments") or list(case.departments)
+            if not named:
+                _, default_department = await repository.settings_of(session, case.tenant_id)
+                named = [default_department]
+            await _start_level(session, case, 3, mediator=None, departments=named, now=now)
+            await _tell_parties(
+                session, case, "escalated:3", f"调解案件 {case.id} 转由部门联动调解：{'、'.join(named)}"
+            )
+            return {"cause": cause, "departments": named}
         case.closed_at = now
         await _tell_parties(
             session, case, "unresolved", f"调解案件 {case.id} 三级调解未达成协议，建议依法仲裁或诉讼"
         )
+        return {"cause": cause}
+
+    await _step(session, case, ON_FAILURE[case.level], actor, kinds, note=note, effects=move_up, now=now)
 
 
 async def withdraw(
@@ -580,37 +508,14 @@ async def withdraw(
 ) -> MediationCase:
     moment = _now(now)
     case = await _load(session, tenant_id, case_id)
-    MACHINE.check("withdraw", case.state, kinds, reason)
-    level = await _running_level(session, case)
-    level.ended_at = moment
-    case.closed_at = moment
-    await _transition(session, case, "withdraw", actor, kinds, note=reason, now=moment)
-    await cancel_timers(session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment)
+
+    async def close() -> None:
+        level = await _running_level(session, case)
+        level.ended_at = case.closed_at = moment
+        await cancel_timers(
+            session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment
+        )
+
+    await _step(session, case, "withdraw", actor, kinds, note=reason, effects=close, now=moment)
     await _tell_parties(session, case, "withdrawn", f"调解案件 {case.id} 已撤回")
     return case
-
-
-def _level_stats(row: Any) -> LevelStats:
-    return LevelStats(
-        level=int(row.level),
-        started=int(row.started),
-        concluded=int(row.concluded),
-        agreements=int(row.agreements),
-        failed=int(row.failed),
-        timeouts=int(row.timeouts),
-    )
-
-
-async def stats(session: AsyncSession, tenant_id: int, scope: str, start: datetime, end: datetime) -> Stats:
-    """Success rates of the levels started in [start, end) inside `scope`: per level, and per station and
-    level (agreements over concluded levels; a level still running counts as started only)."""
-    if start.tzinfo is None or end.tzinfo is None or start >= end:
-        raise InvalidInput("from and to need time zones, and from must come before to", field="from")
-    by_level = [
-        _level_stats(row) for row in await repository.outcomes_by_level(session, tenant_id, scope, start, end)
-    ]
-    by_scope: dict[str, ScopeStats] = {}
-    for row in await repository.outcomes_by_scope(session, tenant_id, scope, start, end):
-        entry = by_scope.setdefault(row.scope, ScopeStats(row.scope, row.name))
-        entry.levels.append(_level_stats(row))
-    return Stats(by_level, list(by_scope.values()))

@@ -3,35 +3,44 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from services.meetings.models import ActionItem, Invitation, Meeting, MeetingNotice
 from services.requests.models import Request
 from services.workflow.models import WorkflowEvent
-from tenants.models import Station
+from tenants.models import RoleAssignment, Station
 
 Lock = Literal["update", "share"] | None
 
 
+Row = TypeVar("Row", Meeting, Invitation, ActionItem)
+
+
 def _locked(statement: Any, lock: Lock) -> Any:
+    """Locked as asked, and read afresh: a step acts on the row as it is now."""
     if lock == "update":
-        return statement.with_for_update()
-    if lock == "share":
-        return statement.with_for_update(read=True)
-    return statement
+        statement = statement.with_for_update()
+    elif lock == "share":
+        statement = statement.with_for_update(read=True)
+    return statement.execution_options(populate_existing=True)
+
+
+async def _one(session: AsyncSession, model: type[Row], tenant_id: int, key: int, lock: Lock) -> Row | None:
+    found: Row | None = await session.scalar(
+        _locked(select(model).where(model.tenant_id == tenant_id, model.id == key), lock)
+    )
+    return found
 
 
 async def meeting(
     session: AsyncSession, tenant_id: int, meeting_id: int, lock: Lock = None
 ) -> Meeting | None:
-    statement = select(Meeting).where(Meeting.tenant_id == tenant_id, Meeting.id == meeting_id)
-    statement = _locked(statement, lock).execution_options(populate_existing=True)
-    found: Meeting | None = await session.scalar(statement)
-    return found
+    return await _one(session, Meeting, tenant_id, meeting_id, lock)
 
 
 async def meetings(
@@ -48,10 +57,7 @@ async def meetings(
 async def invitation(
     session: AsyncSession, tenant_id: int, invitation_id: int, lock: Lock = None
 ) -> Invitation | None:
-    statement = select(Invitation).where(Invitation.tenant_id == tenant_id, Invitation.id == invitation_id)
-    statement = _locked(statement, lock).execution_options(populate_existing=True)
-    found: Invitation | None = await session.scalar(statement)
-    return found
+    return await _one(session, Invitation, tenant_id, invitation_id, lock)
 
 
 async def invitations(
@@ -62,8 +68,7 @@ async def invitations(
         .where(Invitation.tenant_id == tenant_id, Invitation.meeting_id.in_(list(meeting_ids)))
         .order_by(Invitation.meeting_id, Invitation.id)
     )
-    statement = _locked(statement, lock).execution_options(populate_existing=True)
-    return list((await session.scalars(statement)).all())
+    return list((await session.scalars(_locked(statement, lock))).all())
 
 
 async def invitations_of_principal(session: AsyncSession, tenant_id: int, principal: str) -> list[Invitation]:
@@ -79,10 +84,7 @@ async def invitations_of_principal(session: AsyncSession, tenant_id: int, princi
 async def action(
     session: AsyncSession, tenant_id: int, action_id: int, lock: Lock = None
 ) -> ActionItem | None:
-    statement = select(ActionItem).where(ActionItem.tenant_id == tenant_id, ActionItem.id == action_id)
-    statement = _locked(statement, lock).execution_options(populate_existing=True)
-    found: ActionItem | None = await session.scalar(statement)
-    return found
+    return await _one(session, ActionItem, tenant_id, action_id, lock)
 
 
 async def actions(session: AsyncSession, tenant_id: int, meeting_ids: Sequence[int]) -> list[ActionItem]:
@@ -99,6 +101,30 @@ async def station(session: AsyncSession, tenant_id: int, station_id: int) -> Sta
         select(Station).where(Station.tenant_id == tenant_id, Station.id == station_id)
     )
     return found
+
+
+async def staff_scopes(
+    session: AsyncSession, tenant_id: int, principals: Sequence[str]
+) -> dict[str, list[str]]:
+    """The scopes each of these principals holds as staff, as its sign-in gives them: every scope of a
+    user with any role but a resident's (a resident alone holds no territory)."""
+    users = {int(p[5:]): p for p in principals if p.startswith("user:") and p[5:].isdigit()}
+    users = {key: p for key, p in users.items() if key < 2**63}  # a bigint, or no user at all
+    if not users:
+        return {}
+    role = aliased(RoleAssignment)
+    staff = select(role.user_id).where(
+        role.tenant_id == tenant_id, role.role != "resident", role.user_id.in_(list(users))
+    )
+    rows = await session.execute(
+        select(RoleAssignment.user_id, RoleAssignment.scope).where(
+            RoleAssignment.tenant_id == tenant_id, RoleAssignment.user_id.in_(staff)
+        )
+    )
+    held: dict[str, list[str]] = {}
+    for user_id, scope in rows:
+        held.setdefault(users[user_id], []).append(str(scope))
+    return held
 
 
 async def visible_request_ids(session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> set[int]:

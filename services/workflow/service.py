@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -45,6 +45,7 @@ async def record(
         at=at or datetime.now(UTC),
     )
     session.add(event)
+    await session.flush()  # the event's id keys the notices its step asks for
     await append(
         session,
         tenant_id=tenant_id,
@@ -114,12 +115,23 @@ async def advance(
     public: bool = True,
     payload: dict[str, Any] | None = None,
     at: datetime | None = None,
+    effects: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
 ) -> WorkflowEvent:
     """Take one declared step: check it against the machine (a typed error if the state or the actor does
-    not allow it), move the instance to the step's target, and record it with its audit link."""
+    not allow it), move the instance to the step's target, and record it with its audit link.
+
+    A step declared without sources starts an instance: pass the new row, with no state and not yet in
+    the session; it is added and flushed (for its id) once it is in the step's target state.
+    `effects` runs after the check and the move, before the record: the step's other changes, which may
+    still refuse it with a typed error; what it returns joins the payload."""
     transition = machine.check(step, instance.state, actor_kinds, note)
     from_state = instance.state
-    instance.state = transition.target
+    instance.state = transition.to(from_state)
+    if from_state is None:
+        session.add(instance)
+        await session.flush()
+    if effects is not None:
+        payload = {**(payload or {}), **(await effects() or {})}
     return await record(
         session,
         machine,
@@ -128,7 +140,7 @@ async def advance(
         scope=instance.scope,
         step=step,
         from_state=from_state,
-        to_state=transition.target,
+        to_state=instance.state,
         actor=actor,
         note=note,
         public=public,

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from services.errors import DomainError, NotFound
 from services.mediation import repository, service
+from services.mediation import stats as rates
 from services.mediation import tasks as _registers_timer_handlers  # noqa: F401
 from services.mediation.models import MediationCase, MediationLevel, MediationParty
 from services.timers.service import sweep
@@ -339,8 +340,8 @@ async def test_success_rates_per_level_and_per_station(database: Database, alpha
                     expected[(station, level, "agreement")] += 1
                     break
     async with database.scoped(staff(alpha, street)) as session:
-        stats = await service.stats(session, alpha.tenant_id, street, start, start + timedelta(days=30))
-        outside = await service.stats(session, alpha.tenant_id, street, start - timedelta(days=30), start)
+        stats = await rates.stats(session, alpha.tenant_id, street, start, start + timedelta(days=30))
+        outside = await rates.stats(session, alpha.tenant_id, street, start - timedelta(days=30), start)
     assert outside.by_level == [] and outside.by_scope == []
     for row in stats.by_level:
         started = sum(expected[(s, row.level, "started")] for s in plans)
@@ -358,7 +359,7 @@ async def test_success_rates_per_level_and_per_station(database: Database, alpha
             assert row.concluded == expected[(entry.scope, row.level, "started")]
     # A station's staff see their station only.
     async with database.scoped(staff(alpha, first)) as session:
-        mine = await service.stats(session, alpha.tenant_id, street, start, start + timedelta(days=30))
+        mine = await rates.stats(session, alpha.tenant_id, street, start, start + timedelta(days=30))
     assert [entry.scope for entry in mine.by_scope] == [first]
 
 
@@ -374,7 +375,7 @@ async def test_another_station_neither_sees_nor_acts(database: Database, alpha: 
         assert await repository.levels(session, alpha.tenant_id, [case.id]) == []
     with pytest.raises(DomainError) as outside:
         await open_case(database, intruder, opening(station))
-    assert outside.value.code == "OUT_OF_SCOPE"
+    assert (outside.value.code, outside.value.field) == ("NOT_FOUND", "stationId")
     stranger = TenantContext(alpha.tenant_id, (resident_scope(alpha.tenant_id),), "user:999999")
     async with database.scoped(stranger) as session:
         assert (await session.scalars(select(MediationCase))).all() == []
@@ -398,8 +399,9 @@ async def test_bad_input_and_illegal_steps(database: Database, alpha: TenantInfo
         await outcome(database, actor, LIAISON, case.id, agreed=True, agreement=" ")
     assert no_text.value.code == "INVALID_INPUT"
     async with unit_of_work(database, actor) as session:
-        with pytest.raises(IllegalTransition):
+        with pytest.raises(DomainError) as no_reason:
             await service.withdraw(session, alpha.tenant_id, actor.principal, LIAISON, case.id, "")
+    assert (no_reason.value.code, no_reason.value.field) == ("INVALID_INPUT", "note")
     async with unit_of_work(database, actor) as session:
         withdrawn = await service.withdraw(
             session, alpha.tenant_id, actor.principal, LIAISON, case.id, "双方自行和解"
