@@ -25,9 +25,7 @@ from schema.context import ApiConfig
 from services.celery_app import configure
 from tenants.db import Database
 from tenants.tokens import TokenCodec
-from tests.helpers import Api, TenantInfo
-
-TEST_SECRET = "test-secret-for-hs256-tokens-only-in-tests-0123456789"
+from tests.helpers import TEST_SECRET, Api, TenantInfo, process_env
 
 
 def _with_database(url: str, name: str) -> str:
@@ -61,6 +59,8 @@ def settings() -> Iterator[Settings]:
     test_settings = Settings(
         DATABASE_URL=_with_database(base.database_url, name),
         CELERY_BROKER_URL=broker,
+        # Derived from the test database's URL, whatever the shell exports.
+        APP_DATABASE_URL=None,
         LIAISON_JWT_SECRET=TEST_SECRET,
     )
     migrate.upgrade(test_settings)
@@ -128,12 +128,9 @@ async def api(api_config: ApiConfig) -> AsyncIterator[Api]:
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[subprocess.Popen[bytes]]:
     """A real Celery worker process on the test broker and database."""
     log = tmp_path_factory.mktemp("worker") / "worker.log"
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LIAISON_JWT_SECRET": TEST_SECRET,
-    }
+    # Nothing the caller's shell exports for Celery (it reads CELERY_* itself) or the app's database
+    # reaches the worker: it uses the run's own broker and database, as the test process does.
+    env = process_env(settings.database_url, settings.celery_broker_url, APP_DATABASE_URL=settings.app_url)
     argv = [sys.executable, "-m", "celery", "-A", "deploy.worker", "worker", "--concurrency=1"]
     argv += [
         "--loglevel=info",

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
@@ -15,6 +16,24 @@ from schema.context import ApiConfig
 from tenants.context import city_scope
 
 T = TypeVar("T")
+TEST_SECRET = "test-secret-for-hs256-tokens-only-in-tests-0123456789"
+
+
+def process_env(database_url: str, broker_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a process a test starts (a worker, a command): the test database and broker,
+    and nothing the shell exports about services (Celery reads CELERY_* itself, before its own settings)."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith("CELERY_") and key not in {"APP_DATABASE_URL", "DATABASE_URL"}
+    }
+    return {
+        **inherited,
+        "DATABASE_URL": database_url,
+        "CELERY_BROKER_URL": broker_url,
+        "LIAISON_JWT_SECRET": TEST_SECRET,
+        **extra,
+    }
 
 
 @dataclass(frozen=True)

@@ -28,13 +28,12 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     OutOfScopeError,
-    from_domain,
 )
-from schema.mutations import parse_id, run_service
+from schema.mutations import as_payload, parse_id, run_service
 from schema.permissions import RequireRoles
 from services.deliberation import service
 from services.deliberation.models import Deliberation as DeliberationRow
-from services.errors import DomainError, NotFound
+from services.errors import NotFound
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
 from tenants.context import TenantContext
@@ -125,7 +124,8 @@ async def _as_resident(
     info: Info, deliberation_id: strawberry.ID, work: Callable[[AsyncSession, int, str, int], Awaitable[T]]
 ) -> T | Error:
     principal = info.context.require_principal()
-    try:
+
+    async def run() -> T:
         _, key = parse_id(deliberation_id, "deliberationId", "Deliberation")
         return await service.as_resident(
             info.context.config.database,
@@ -135,8 +135,8 @@ async def _as_resident(
             key,
             lambda session: work(session, principal.tenant_id, principal.sub, key),
         )
-    except DomainError as error:
-        return from_domain(error)
+
+    return await as_payload(run)
 
 
 async def _scope_of_node(session: AsyncSession, tenant_id: int, node_id: str) -> str:

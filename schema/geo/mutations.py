@@ -18,12 +18,10 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     OutOfScopeError,
-    from_domain,
 )
 from schema.geo.types import CRS
 from schema.mutations import parse_id, run_service
 from schema.permissions import RequireRoles
-from services.errors import InvalidInput
 from services.geography.service import set_node_boundary
 from tenants.context import TenantContext
 from tenants.roles import Role
@@ -87,10 +85,6 @@ SetBoundaryResult = Annotated[
 class GeoMutation:
     @strawberry.mutation(extensions=ADMIN_ONLY, description="Set the boundary of one node (city admins).")
     async def set_boundary(self, info: Info, input: SetBoundaryInput) -> SetBoundaryResult:
-        try:
-            type_name, key = parse_id(input.id, "id", *LEVELS_BY_TYPE)
-        except InvalidInput as error:
-            return from_domain(error)  # type: ignore[return-value]
         geometry: object = input.geometry
         try:
             if not isinstance(geometry, dict):
@@ -106,6 +100,7 @@ class GeoMutation:
             )
 
         async def work(session: AsyncSession, actor: TenantContext) -> BoundaryPayload:
+            type_name, key = parse_id(input.id, "id", *LEVELS_BY_TYPE)
             report = await set_node_boundary(
                 session, actor, LEVELS_BY_TYPE[type_name], validated, node_id=key, source="graphql"
             )

@@ -13,7 +13,6 @@ from schema.errors import (
     InvalidInputError,
     NotFoundError,
     OutOfScopeError,
-    from_domain,
 )
 from schema.hierarchy.types import TYPE_LEVELS
 from schema.mutations import parse_id, run_service
@@ -24,7 +23,6 @@ from schema.notifications.types import (
     endpoint_of,
 )
 from schema.permissions import SIGNED_IN, RequireRoles
-from services.errors import InvalidInput
 from services.hierarchy.repository import Level
 from services.notifications import service, webhooks
 from services.notifications.webhooks import DEFAULT_BACKOFF_SECONDS, DEFAULT_MAX_ATTEMPTS, EndpointSpec
@@ -119,12 +117,8 @@ class NotificationsMutation:
     async def mark_notifications_read(
         self, info: Info, ids: list[strawberry.ID]
     ) -> MarkNotificationsReadResult:
-        try:
-            keys = [parse_id(each, "ids", "Notification")[1] for each in ids]
-        except InvalidInput as error:
-            return from_domain(error)  # type: ignore[return-value]
-
         async def work(session: AsyncSession, actor: TenantContext) -> MarkNotificationsReadPayload:
+            keys = [parse_id(each, "ids", "Notification")[1] for each in ids]
             marked, unread = await service.mark_read(session, actor, keys)
             return MarkNotificationsReadPayload(marked=marked, unread_count=unread)
 
@@ -136,17 +130,12 @@ class NotificationsMutation:
     async def create_webhook_endpoint(
         self, info: Info, input: CreateWebhookEndpointInput
     ) -> CreateWebhookEndpointResult:
-        try:
-            node = _scope_node(input.scope_node_id)
-        except InvalidInput as error:
-            return from_domain(error)  # type: ignore[return-value]
-
         async def work(session: AsyncSession, actor: TenantContext) -> WebhookEndpointCreated:
             spec = EndpointSpec(
                 name=input.name,
                 url=input.url,
                 kinds=tuple(input.kinds),
-                node=node,
+                node=_scope_node(input.scope_node_id),
                 max_attempts=input.max_attempts,
                 backoff_seconds=input.backoff_seconds,
                 personal_data=input.personal_data,
@@ -158,12 +147,8 @@ class NotificationsMutation:
 
     @strawberry.mutation(extensions=ADMIN_ONLY, description="Stop sending to a webhook endpoint.")
     async def disable_webhook_endpoint(self, info: Info, id: strawberry.ID) -> WebhookEndpointResult:
-        try:
-            _, key = parse_id(id, "id", "WebhookEndpoint")
-        except InvalidInput as error:
-            return from_domain(error)  # type: ignore[return-value]
-
         async def work(session: AsyncSession, actor: TenantContext) -> WebhookEndpointPayload:
+            _, key = parse_id(id, "id", "WebhookEndpoint")
             return WebhookEndpointPayload(
                 endpoint=endpoint_of(await webhooks.disable_endpoint(session, actor, key))
             )
@@ -172,12 +157,8 @@ class NotificationsMutation:
 
     @strawberry.mutation(extensions=ADMIN_ONLY, description="Send a dead letter again (city admins).")
     async def retry_webhook_delivery(self, info: Info, id: strawberry.ID) -> RetryWebhookDeliveryResult:
-        try:
-            _, key = parse_id(id, "id", "WebhookDelivery")
-        except InvalidInput as error:
-            return from_domain(error)  # type: ignore[return-value]
-
         async def work(session: AsyncSession, actor: TenantContext) -> WebhookDeliveryPayload:
+            _, key = parse_id(id, "id", "WebhookDelivery")
             delivery = await webhooks.retry_delivery(session, actor, key)
             names = await webhooks.endpoint_names(session, actor.tenant_id, [delivery.endpoint_id])
             return WebhookDeliveryPayload(delivery=delivery_of(delivery, names.get(delivery.endpoint_id, "")))

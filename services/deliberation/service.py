@@ -20,6 +20,7 @@ from services.deliberation import repository
 from services.deliberation.models import AGE_BANDS, RESIDENCIES, TENURES, Ballot, Deliberation, Registration
 from services.errors import Conflict, InvalidInput, NotFound, OutOfScope
 from services.notifications.dispatch import notify
+from services.reach import Target, acting_on, not_found
 from services.timers.service import cancel as cancel_timers
 from services.timers.service import schedule
 from services.unit_of_work import unit_of_work
@@ -210,7 +211,7 @@ async def _notify_registrants(
 async def _load(session: AsyncSession, tenant_id: int, deliberation_id: int) -> Deliberation:
     deliberation = await repository.get(session, tenant_id, deliberation_id, lock=True)
     if deliberation is None:
-        raise NotFound(f"no deliberation {deliberation_id} that you may act on", field="id")
+        raise not_found(f"deliberation {deliberation_id}")
     return deliberation
 
 
@@ -565,11 +566,14 @@ async def as_resident(
     The resident's own context sees no territory, yet registering counts seats and withdrawing promotes
     someone else; so the topic is found through the resident's view (which proves it is put to their home),
     and the step runs under that topic's scope alone, as that resident."""
-    async with database.scoped(resident_view(tenant_id, home_scopes, principal)) as session:
+    view = resident_view(tenant_id, home_scopes, principal)
+    async with database.scoped(view) as session:
         scope = await repository.scope_of(session, tenant_id, deliberation_id)
+    what = f"deliberation {deliberation_id}"
     if scope is None:
-        raise NotFound(f"no deliberation {deliberation_id} is put to your community", field="id")
-    async with unit_of_work(database, TenantContext(tenant_id, (scope,), principal)) as session:
+        raise not_found(what)
+    topic = Target(tenant_id, scope, addressed_below=True)
+    async with unit_of_work(database, acting_on(view, topic, what=what)) as session:
         return await work(session)
 
 

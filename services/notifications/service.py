@@ -7,11 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, or_, select, update
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.errors import InvalidInput, NotFound
+from services.notifications import repository
 from services.notifications.models import Notification
 from tenants.context import TenantContext
 
@@ -32,29 +31,16 @@ async def deliver(
 ) -> bool:
     """Put a notification in the inbox of `recipient`, or of the staff of `scope` when there is none;
     False when `source` was delivered before."""
-    result = await session.execute(
-        insert(Notification)
-        .values(
-            tenant_id=tenant_id,
-            scope=scope,
-            kind=kind,
-            title=title,
-            body=body,
-            payload=payload or {},
-            source=source,
-            owner_principal=recipient,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "source"])
-        .returning(Notification.id)
-    )
-    return result.first() is not None
-
-
-def _in_inbox_of(context: TenantContext) -> ColumnElement[bool]:
-    """A caller's inbox: notices addressed to them, and notices to the staff of the scopes they hold.
-    Row-level security decides which scopes those are (a resident holds none)."""
-    return (Notification.tenant_id == context.tenant_id) & or_(
-        Notification.owner_principal == context.principal, Notification.owner_principal.is_(None)
+    return await repository.insert_notice(
+        session,
+        tenant_id=tenant_id,
+        scope=scope,
+        kind=kind,
+        title=title,
+        source=source,
+        body=body,
+        payload=payload or {},
+        recipient=recipient,
     )
 
 
@@ -75,19 +61,10 @@ async def inbox(
     after: int | None = None,
 ) -> InboxPage:
     """Newest first; `after` is the id of the last notice of the previous page."""
-    mine = _in_inbox_of(context)
-    counts = (
-        await session.execute(
-            select(func.count(), func.count().filter(Notification.read_at.is_(None))).where(mine)
-        )
-    ).one()
-    total, unread = int(counts[0]), int(counts[1])
-    query = select(Notification).where(mine)
-    if unread_only:
-        query = query.where(Notification.read_at.is_(None))
-    if after is not None:
-        query = query.where(Notification.id < after)
-    rows = list((await session.scalars(query.order_by(Notification.id.desc()).limit(first + 1))).all())
+    total, unread = await repository.inbox_counts(session, context)
+    rows = await repository.inbox_page(
+        session, context, unread_only=unread_only, limit=first + 1, before_id=after
+    )
     return InboxPage(
         rows=rows[:first], total=unread if unread_only else total, unread=unread, has_next=len(rows) > first
     )
@@ -101,19 +78,9 @@ async def mark_read(session: AsyncSession, context: TenantContext, ids: Sequence
         raise InvalidInput("give at least one notification id", field="ids")
     if len(wanted) > MAX_MARK:
         raise InvalidInput(f"mark at most {MAX_MARK} notifications at once", field="ids")
-    mine = _in_inbox_of(context)
-    visible = set(
-        (await session.scalars(select(Notification.id).where(mine, Notification.id.in_(wanted)))).all()
-    )
-    missing = sorted(wanted - visible)
+    missing = sorted(wanted - await repository.ids_in_inbox(session, context, wanted))
     if missing:
         raise NotFound(f"notification {missing[0]} is not in your inbox", field="ids")
-    marked = await session.execute(
-        update(Notification)
-        .where(mine, Notification.id.in_(wanted), Notification.read_at.is_(None))
-        .values(read_at=func.now())
-        .returning(Notification.id)
-    )
-    newly = len(marked.all())
-    unread = await session.scalar(select(func.count()).where(mine, Notification.read_at.is_(None)))
-    return newly, int(unread or 0)
+    newly = await repository.mark_read(session, context, sorted(wanted))
+    _, unread = await repository.inbox_counts(session, context)
+    return newly, unread

@@ -35,7 +35,6 @@ from deploy.seed import seed_synthetic
 from deploy.seed_requests import seed_synthetic_requests
 from deploy.settings import REPO_ROOT, Settings, load
 from geo.assignment import COVERING_CELL
-from services.audit.models import GENESIS_HASH
 from services.requests.calendar import WorkingCalendar
 from services.requests.catalog import official_days
 from tenants.context import TenantContext, city_scope
@@ -72,7 +71,7 @@ PROBLEMS = ("路灯不亮", "垃圾未清运", "楼道堆物", "停车难")
 
 SUBMIT = (
     "mutation($input: SubmitRequestInput!) { submitRequest(input: $input) { __typename "
-    "... on SubmitRequestSuccess { ticket routed } ... on Error { code message } } }"
+    "... on SubmitRequestPayload { ticket routed } ... on Error { code message } } }"
 )
 
 console = Console()
@@ -171,7 +170,7 @@ async def graphql_run(base_url: str, tokens: list[str], work: list[dict[str, Any
             headers={"authorization": f"Bearer {token}"},
         )
         result = response.json()["data"]["submitRequest"]
-        if result["__typename"] != "SubmitRequestSuccess":
+        if result["__typename"] != "SubmitRequestPayload":
             raise BenchError(f"submitRequest failed: {result}")
         return bool(result["routed"])
 
@@ -215,14 +214,9 @@ BARE_STATEMENTS = {
     "to_state, actor, note, "
     "public, payload, at) VALUES (%(tenant_id)s, text2ltree(%(scope)s), 'request', %(id)s, 'submit', "
     "'submitted', %(owner)s, '已受理', true, '{}', %(now)s)",
-    "head_insert": "INSERT INTO audit_heads (tenant_id, last_seq, last_hash) VALUES (%(tenant_id)s, 0, "
-    "%(genesis)s) ON CONFLICT (tenant_id) DO NOTHING",
-    "head_lock": "SELECT last_seq, last_hash FROM audit_heads WHERE tenant_id = %(tenant_id)s FOR UPDATE",
-    "audit": "INSERT INTO audit_log (tenant_id, seq, at, actor, action, subject, scope, payload, prev_hash, "
-    "hash) VALUES (%(tenant_id)s, %(seq)s, %(now)s, %(owner)s, 'request.submit', %(subject)s, "
-    "text2ltree(%(scope)s), '{}', %(prev)s, %(hash)s)",
-    "head_update": "UPDATE audit_heads SET last_seq = %(seq)s, last_hash = %(hash)s WHERE "
-    "tenant_id = %(tenant_id)s",
+    "audit_next": "SELECT seq, prev_hash FROM liaison_audit_next()",
+    "audit_write": "SELECT liaison_audit_write(%(tenant_id)s, %(seq)s, %(now)s, %(owner)s, 'request.submit', "
+    "%(subject)s, text2ltree(%(scope)s), '{}', %(hash)s)",
     "timer": "INSERT INTO timers (tenant_id, scope, kind, subject_id, key, due_at, payload) VALUES "
     "(%(tenant_id)s, text2ltree(%(scope)s), %(kind)s, %(id)s, %(key)s, %(due)s, '{}') "
     "ON CONFLICT (tenant_id, key) DO NOTHING",
@@ -281,17 +275,14 @@ def bare_submission(
             phone=values["contactPhone"],
             response_due=response_due,
             resolution_due=resolution_due,
-            genesis=GENESIS_HASH,
             subject=f"request:{request_id}",
         )
         connection.execute(s["insert"], params)
         connection.execute(s["event"], params)
-        connection.execute(s["head_insert"], params)
-        seq, prev = connection.execute(s["head_lock"], params).fetchone()  # type: ignore[misc]
-        digest = hashlib.sha256(f"{tenant_id}{seq + 1}{now.isoformat()}{owner}{prev}".encode()).hexdigest()
-        params.update(seq=seq + 1, prev=prev, hash=digest)
-        connection.execute(s["audit"], params)
-        connection.execute(s["head_update"], params)
+        seq, prev = connection.execute(s["audit_next"]).fetchone()  # type: ignore[misc]
+        digest = hashlib.sha256(f"{tenant_id}{seq}{now.isoformat()}{owner}{prev}".encode()).hexdigest()
+        params.update(seq=seq, hash=digest)
+        connection.execute(s["audit_write"], params)
         soon = timedelta(hours=24)
         for kind, due in (
             ("request.response_due_soon", response_due - soon),

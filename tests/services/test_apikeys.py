@@ -15,9 +15,8 @@ from services.requests import apikeys
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tests.conftest import TEST_SECRET
 from tests.deploy.conftest import liaison
-from tests.helpers import TenantInfo
+from tests.helpers import TEST_SECRET, TenantInfo
 
 
 @pytest.fixture(scope="module")

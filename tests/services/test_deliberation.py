@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.deliberation import repository, service
 from services.deliberation import tasks as _registers_timer_handlers  # noqa: F401
 from services.deliberation.models import Deliberation, Registration
-from services.errors import Conflict, DomainError, NotFound
+from services.errors import Conflict, DomainError, InvalidInput, NotFound
 from services.timers.service import sweep
 from services.unit_of_work import unit_of_work
 from services.workflow.machine import IllegalTransition, NotAllowed
@@ -411,8 +411,9 @@ async def test_cancel_needs_a_reason_and_stops_the_timers(
     deliberation = await propose(staff, proposal(station))
     resident = Resident(database, alpha, station)
     await resident.register(deliberation.id)
-    with pytest.raises(IllegalTransition):
+    with pytest.raises(InvalidInput) as refused:
         await staff_step(staff, "cancel", deliberation.id, " ")
+    assert refused.value.field == "note"
     cancelled = await staff_step(staff, "cancel", deliberation.id, "场地不可用")
     assert cancelled.state == "cancelled"
     pending = await owner_rows(

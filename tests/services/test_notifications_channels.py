@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import threading
 import time
@@ -27,9 +26,8 @@ from services.notifications.webhooks import WEBHOOK_TASK, EndpointSpec, verify_s
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tests.conftest import TEST_SECRET
 from tests.deploy.conftest import liaison
-from tests.helpers import TenantInfo, wait_for
+from tests.helpers import TenantInfo, process_env, wait_for
 
 
 @dataclass
@@ -108,13 +106,7 @@ def receiver() -> Iterator[Receiver]:
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LIAISON_JWT_SECRET": TEST_SECRET,
-        "COLUMNS": "250",
-    }
+    return process_env(settings.database_url, settings.celery_broker_url, COLUMNS="250")
 
 
 def system(tenant: TenantInfo) -> TenantContext:
