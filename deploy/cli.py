@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
@@ -70,6 +70,8 @@ outbox_app = typer.Typer(help="Tasks waiting in the outbox.", no_args_is_help=Tr
 app.add_typer(outbox_app, name="outbox")
 console = Console(stderr=True)
 out = Console()
+TenantCode = Annotated[str, typer.Option(help="Tenant code.")]
+NewestFirst = Annotated[int, typer.Option(min=1, max=200, help="Newest first, at most this many.")]
 
 
 def fail(sentence: str) -> NoReturn:
@@ -95,6 +97,28 @@ def run_with_database(work: Callable[[Database], Awaitable[T]], settings: Settin
             await database.dispose()
 
     return asyncio.run(main())
+
+
+def run_or_fail(work: Callable[[Database], Awaitable[T | str]], settings: Settings | None = None) -> T:
+    """run_with_database, where a sentence instead of a result means the input was refused: fail with it."""
+    result = run_with_database(work, settings)
+    if isinstance(result, str):
+        fail(result)
+    return result
+
+
+def run_in_tenant(tenant: str, work: Callable[[AsyncSession, TenantContext], Awaitable[T]]) -> T:
+    """Run `work` in a whole-tenant transaction; fail with one sentence for an unknown tenant or bad input."""
+    return run_or_fail(lambda db: _in_tenant_cli(db, tenant, work))
+
+
+def print_table(title: str, columns: Iterable[str], rows: Iterable[Iterable[str]]) -> None:
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
 
 
 @contextmanager
@@ -277,10 +301,7 @@ def token_command(
         fail(f"role {unknown[0]!r} is unknown; use one of {', '.join(sorted(ROLE_NAMES))}.")
     lifetime = parse_ttl(ttl)
     settings = load()
-    resolved = run_with_database(lambda db: resolve_scope(db, tenant, scope), settings)
-    if isinstance(resolved, str):
-        fail(resolved)
-    _, path = resolved
+    _, path = run_or_fail(lambda db: resolve_scope(db, tenant, scope), settings)
     codec = runtime.token_codec(settings)
     try:
         token = codec.issue(
@@ -310,9 +331,7 @@ def audit_verify_command(
                 reports.append(await audit.verify(session, tenant_id))
         return reports
 
-    reports = run_with_database(verify_all)
-    if isinstance(reports, str):
-        fail(reports)
+    reports = run_or_fail(verify_all)
     broken = False
     for report in reports:
         if report.ok:
@@ -326,7 +345,7 @@ def audit_verify_command(
 @import_app.command("boundaries")
 def import_boundaries_command(
     file: Annotated[Path, typer.Argument(help="A GeoJSON FeatureCollection.")],
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     level: Annotated[str, typer.Option(help="district, street, station or grid.")],
     crs: Annotated[str, typer.Option(help="Coordinate system of the file: WGS84, GCJ02 or BD09.")] = "WGS84",
     match_on: Annotated[str, typer.Option(help="The feature property holding the node's code.")] = "code",
@@ -383,9 +402,7 @@ def import_boundaries_command(
                 database, actor, features, options, progress=factory(len(features))
             )
 
-    report = run_with_database(run)
-    if isinstance(report, str):
-        fail(report)
+    report = run_or_fail(run)
     print_import(report, len(features))
     raise typer.Exit(1 if report.refused else 0)
 
@@ -411,7 +428,7 @@ def print_import(report: ImportReport, total: int) -> None:
 @import_app.command("requests")
 def import_requests_command(
     file: Annotated[Path, typer.Argument(help="A 12345 hotline export (CSV).")],
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     encoding: Annotated[str, typer.Option(help="auto, utf-8 or gb18030.")] = "auto",
     dry_run: Annotated[bool, typer.Option(help="Check and report, write nothing.")] = False,
 ) -> None:
@@ -435,9 +452,7 @@ def import_requests_command(
         except HotlineFileError as error:
             return f"{file}: {error}."
 
-    report = run_with_database(run)
-    if isinstance(report, str):
-        fail(report)
+    report = run_or_fail(run)
     done = "would be imported" if report.dry_run else "imported"
     out.print(
         f"{len(report.outcomes)} rows ({report.encoding}): {report.imported} {done}, "
@@ -450,23 +465,9 @@ def import_requests_command(
     raise typer.Exit(1 if report.refused else 0)
 
 
-async def _with_tenant_session(
-    database: Database, tenant: str, work: Callable[[AsyncSession, int], Awaitable[T]]
-) -> T | str:
-    """Run `work` in a whole-tenant transaction; a sentence for an unknown tenant or a refused change."""
-    tenant_id = await database.tenant_id_for(tenant)
-    if tenant_id is None:
-        return f"tenant {tenant!r} does not exist."
-    try:
-        async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:cli")) as session:
-            return await work(session, tenant_id)
-    except DomainError as error:
-        return f"{error.message}."
-
-
 @apikey_app.command("create")
 def apikey_create_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     name: Annotated[str, typer.Option(help="A name for the key, unique in the tenant.")],
     scope: Annotated[
         str | None,
@@ -480,64 +481,57 @@ def apikey_create_command(
         if isinstance(resolved, str):
             return resolved
         path = resolved[1]
-        return await _with_tenant_session(
+        return await _in_tenant_cli(
             database,
             tenant,
-            lambda session, tenant_id: apikeys.create_api_key(session, tenant_id, name, path),
+            lambda session, actor: apikeys.create_api_key(session, actor.tenant_id, name, path),
         )
 
-    created = run_with_database(run)
-    if isinstance(created, str):
-        fail(created)
-    key, plaintext = created
+    key, plaintext = run_or_fail(run)
     console.print(f"api key {key.name!r} reads {key.scope}; it is shown only once:", highlight=False)
     out.print(plaintext, soft_wrap=True, highlight=False)
 
 
 @apikey_app.command("revoke")
 def apikey_revoke_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     name: Annotated[str, typer.Option(help="The key's name.")],
 ) -> None:
     """Refuse an api key from now on."""
-    revoked = run_with_database(
-        lambda db: _with_tenant_session(
-            db, tenant, lambda session, tenant_id: apikeys.revoke(session, tenant_id, name)
-        )
-    )
-    if isinstance(revoked, str):
-        fail(revoked)
+    revoked = run_in_tenant(tenant, lambda session, actor: apikeys.revoke(session, actor.tenant_id, name))
     out.print(
         f"api key {revoked.name!r} revoked at {revoked.revoked_at:%Y-%m-%d %H:%M:%S %Z}", highlight=False
     )
 
 
 @apikey_app.command("list")
-def apikey_list_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+def apikey_list_command(tenant: TenantCode) -> None:
     """The tenant's api keys (never the keys themselves)."""
-    keys = run_with_database(lambda db: _with_tenant_session(db, tenant, apikeys.list_keys))
-    if isinstance(keys, str):
-        fail(keys)
-    table = Table(title=f"api keys of {tenant}")
-    for column in ("name", "scope", "created", "revoked"):
-        table.add_column(column)
-    for key in keys:
-        revoked = f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else ""
-        table.add_row(key.name, str(key.scope), f"{key.created_at:%Y-%m-%d %H:%M}", revoked)
-    out.print(table)
+    keys = run_in_tenant(tenant, lambda session, actor: apikeys.list_keys(session, actor.tenant_id))
+    print_table(
+        f"api keys of {tenant}",
+        ("name", "scope", "created", "revoked"),
+        (
+            (
+                key.name,
+                str(key.scope),
+                f"{key.created_at:%Y-%m-%d %H:%M}",
+                f"{key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "",
+            )
+            for key in keys
+        ),
+    )
 
 
 @requests_app.command("relocate")
-def requests_relocate_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+def requests_relocate_command(tenant: TenantCode) -> None:
     """Locate the manual-routing queue again (after importing grid cells) and route what a cell now covers."""
     from services.requests.relocate import RelocateReport, relocate_unrouted
 
     async def work(session: AsyncSession, actor: TenantContext) -> RelocateReport:
         return await relocate_unrouted(session, actor.tenant_id)
 
-    report = run_with_database(lambda db: _in_tenant_cli(db, tenant, work))
-    if isinstance(report, str):
-        fail(report)
+    report = run_in_tenant(tenant, work)
     routed, tried, outside = report.routed, report.tried, report.still_outside
     out.print(f"{routed} of {tried} queued requests routed; {outside} still outside every grid cell")
 
@@ -559,7 +553,7 @@ async def _in_tenant_cli(
 
 @webhook_app.command("add")
 def webhook_add_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     name: Annotated[str, typer.Option(help="A name for the endpoint, unique in the tenant.")],
     url: Annotated[str, typer.Option(help="http:// or https:// address that receives the POSTs.")],
     kind: Annotated[
@@ -605,10 +599,7 @@ def webhook_add_command(
             database, tenant, lambda session, actor: webhooks.create_endpoint(session, actor, spec)
         )
 
-    created = run_with_database(run)
-    if isinstance(created, str):
-        fail(created)
-    endpoint, secret = created
+    endpoint, secret = run_or_fail(run)
     kinds = ", ".join(endpoint.kinds) or "every kind"
     console.print(
         f"webhook {endpoint.name!r} (id {endpoint.id}) gets {kinds} inside {endpoint.scope}; "
@@ -620,37 +611,30 @@ def webhook_add_command(
 
 
 @webhook_app.command("list")
-def webhook_list_command(tenant: Annotated[str, typer.Option(help="Tenant code.")]) -> None:
+def webhook_list_command(tenant: TenantCode) -> None:
     """The tenant's webhook endpoints (never their secrets)."""
-    found = run_with_database(
-        lambda db: _in_tenant_cli(
-            db, tenant, lambda session, actor: webhooks.endpoints(session, actor.tenant_id)
-        )
+    found = run_in_tenant(tenant, lambda session, actor: webhooks.endpoints(session, actor.tenant_id))
+    print_table(
+        f"webhook endpoints of {tenant}",
+        ("id", "name", "url", "scope", "kinds", "active", "attempts", "back-off"),
+        (
+            (
+                str(row.id),
+                row.name,
+                row.url,
+                str(row.scope),
+                ", ".join(row.kinds) or "all",
+                "yes" if row.active else "no",
+                str(row.max_attempts),
+                f"{row.backoff_seconds} s",
+            )
+            for row in found
+        ),
     )
-    if isinstance(found, str):
-        fail(found)
-    table = Table(title=f"webhook endpoints of {tenant}")
-    for column in ("id", "name", "url", "scope", "kinds", "active", "attempts", "back-off"):
-        table.add_column(column)
-    for row in found:
-        table.add_row(
-            str(row.id),
-            row.name,
-            row.url,
-            str(row.scope),
-            ", ".join(row.kinds) or "all",
-            "yes" if row.active else "no",
-            str(row.max_attempts),
-            f"{row.backoff_seconds} s",
-        )
-    out.print(table)
 
 
 @webhook_app.command("dead")
-def webhook_dead_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
-    limit: Annotated[int, typer.Option(min=1, max=200, help="Newest first, at most this many.")] = 50,
-) -> None:
+def webhook_dead_command(tenant: TenantCode, limit: NewestFirst = 50) -> None:
     """Dead letters: deliveries that failed every attempt, with the last error and HTTP status."""
 
     async def dead(
@@ -660,32 +644,28 @@ def webhook_dead_command(
         names = await webhooks.endpoint_names(session, actor.tenant_id, [row.endpoint_id for row in rows])
         return rows, total, names
 
-    found = run_with_database(lambda db: _in_tenant_cli(db, tenant, dead))
-    if isinstance(found, str):
-        fail(found)
-    rows, total, names = found
-    table = Table(title=f"dead webhook deliveries of {tenant}: {total}")
-    for column in ("id", "endpoint", "kind", "source", "attempts", "last status", "last error", "dead since"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            names.get(row.endpoint_id, str(row.endpoint_id)),
-            row.kind,
-            row.source,
-            str(row.attempts),
-            str(row.last_status or ""),
-            (row.last_error or "")[:120],
-            f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
-        )
-    out.print(table)
+    rows, total, names = run_in_tenant(tenant, dead)
+    print_table(
+        f"dead webhook deliveries of {tenant}: {total}",
+        ("id", "endpoint", "kind", "source", "attempts", "last status", "last error", "dead since"),
+        (
+            (
+                str(row.id),
+                names.get(row.endpoint_id, str(row.endpoint_id)),
+                row.kind,
+                row.source,
+                str(row.attempts),
+                str(row.last_status or ""),
+                (row.last_error or "")[:120],
+                f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
+            )
+            for row in rows
+        ),
+    )
 
 
 @outbox_app.command("dead")
-def outbox_dead_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
-    limit: Annotated[int, typer.Option(min=1, max=200, help="Newest first, at most this many.")] = 50,
-) -> None:
+def outbox_dead_command(tenant: TenantCode, limit: NewestFirst = 50) -> None:
     """Dead tasks: sent as often as allowed and never done, with their last error. Exits 1 if any."""
     from services.outbox import service as outbox
     from services.outbox.models import OutboxMessage
@@ -693,31 +673,30 @@ def outbox_dead_command(
     async def dead(session: AsyncSession, actor: TenantContext) -> tuple[list[OutboxMessage], int]:
         return await outbox.dead_messages(session, actor.tenant_id, limit)
 
-    found = run_with_database(lambda db: _in_tenant_cli(db, tenant, dead))
-    if isinstance(found, str):
-        fail(found)
-    rows, total = found
-    table = Table(title=f"dead outbox tasks of {tenant}: {total}")
-    for column in ("id", "task", "scope", "attempts", "created", "last sent", "dead since", "last error"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(
-            str(row.id),
-            row.task,
-            str(row.scope),
-            str(row.attempts),
-            f"{row.created_at:%Y-%m-%d %H:%M:%S}",
-            f"{row.sent_at:%Y-%m-%d %H:%M:%S}" if row.sent_at else "",
-            f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
-            (row.last_error or "")[:160],
-        )
-    out.print(table)
+    rows, total = run_in_tenant(tenant, dead)
+    print_table(
+        f"dead outbox tasks of {tenant}: {total}",
+        ("id", "task", "scope", "attempts", "created", "last sent", "dead since", "last error"),
+        (
+            (
+                str(row.id),
+                row.task,
+                str(row.scope),
+                str(row.attempts),
+                f"{row.created_at:%Y-%m-%d %H:%M:%S}",
+                f"{row.sent_at:%Y-%m-%d %H:%M:%S}" if row.sent_at else "",
+                f"{row.dead_at:%Y-%m-%d %H:%M:%S}" if row.dead_at else "",
+                (row.last_error or "")[:160],
+            )
+            for row in rows
+        ),
+    )
     raise typer.Exit(1 if total else 0)
 
 
 @outbox_app.command("retry")
 def outbox_retry_command(
-    tenant: Annotated[str, typer.Option(help="Tenant code.")],
+    tenant: TenantCode,
     ids: Annotated[
         list[int] | None, typer.Option("--id", help="A dead task's id; repeat for several.")
     ] = None,
@@ -729,13 +708,7 @@ def outbox_retry_command(
     if bool(ids) == all_dead:
         fail("give --id (one or more) or --all.")
     chosen = None if all_dead else ids
-    revived = run_with_database(
-        lambda db: _in_tenant_cli(
-            db, tenant, lambda session, actor: outbox.revive(session, actor.tenant_id, chosen)
-        )
-    )
-    if isinstance(revived, str):
-        fail(revived)
+    revived = run_in_tenant(tenant, lambda session, actor: outbox.revive(session, actor.tenant_id, chosen))
     out.print(f"{revived} dead task(s) will be sent again")
 
 

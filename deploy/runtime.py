@@ -25,9 +25,11 @@ def token_codec(settings: Settings) -> TokenCodec:
     )
 
 
-def database(settings: Settings) -> Database:
-    """The app role's database for commands: they wait as long as their work takes."""
-    return Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=settings.db_pool_size)
+def database(settings: Settings, *, pool_size: int | None = None) -> Database:
+    """The app role's database for commands and tasks: they wait as long as their work takes."""
+    return Database(
+        settings.app_url, tenant_role=settings.tenant_role, pool_size=pool_size or settings.db_pool_size
+    )
 
 
 def api_database(settings: Settings) -> Database:
@@ -70,7 +72,5 @@ def configure_worker(settings: Settings) -> Celery:
     fails on a database error retries with back-off (services/tasks.py)."""
     settings.check_production()
     app = configure_celery(settings)
-    worker_runtime.configure_database(
-        Database(settings.app_url, tenant_role=settings.tenant_role, pool_size=2)
-    )
+    worker_runtime.configure_database(database(settings, pool_size=2))
     return app

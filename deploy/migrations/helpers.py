@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from alembic import context, op
 
 from deploy.settings import Settings
@@ -35,3 +37,10 @@ def protect(table: str, visibility: Visibility) -> None:
 def unprotect(table: str) -> None:
     for statement in drop_policy_statements(table):
         op.execute(statement)
+
+
+def drop_tables(tables: Iterable[str]) -> None:
+    """Drop each table with its policies, in the order given (dependants first)."""
+    for table in tables:
+        unprotect(table)
+        op.drop_table(table)

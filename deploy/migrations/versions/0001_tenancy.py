@@ -10,16 +10,15 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from deploy.migrations.helpers import as_owner, protect, quote_literal, reset_role, settings, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.functions import grant_execute
+from deploy.migrations.helpers import as_owner, drop_tables, protect, quote_literal, reset_role, settings
 from tenants.rls import Visibility
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def _roles() -> None:
@@ -70,10 +69,24 @@ def _hierarchy_columns() -> list[sa.Column[object]]:
     return [
         sa.Column("code", sa.String(32), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("retired_at", TIMESTAMP),
+        ddl.scope_column(),
+        ddl.timestamp_now(),
+        sa.Column("retired_at", ddl.TIMESTAMP),
     ]
+
+
+def _create_level_below(table: str, parent: str, parent_id: str) -> None:
+    """Streets below districts, stations below streets: each names its parent; codes unique in a tenant."""
+    op.create_table(
+        table,
+        *ddl.tenant_row_key(),
+        sa.Column(parent_id, sa.BigInteger, nullable=False),
+        *_hierarchy_columns(),
+        sa.PrimaryKeyConstraint("tenant_id", "id"),
+        sa.ForeignKeyConstraint(["tenant_id", parent_id], [f"{parent}.tenant_id", f"{parent}.id"]),
+        sa.UniqueConstraint("tenant_id", "code"),
+    )
+    op.create_index(f"ix_{table}_tenant_id_{parent_id}_code", table, ["tenant_id", parent_id, "code"])
 
 
 def upgrade() -> None:
@@ -87,65 +100,42 @@ def upgrade() -> None:
         sa.Column("tenant_id", sa.BigInteger, sa.Identity(), primary_key=True),
         sa.Column("code", sa.String(32), nullable=False, unique=True),
         sa.Column("name", sa.String(200), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        ddl.scope_column(),
+        ddl.timestamp_now(),
     )
     op.create_table(
         "districts",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        *ddl.tenant_row_key(),
         *_hierarchy_columns(),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
         sa.UniqueConstraint("tenant_id", "code"),
     )
-    op.create_table(
-        "streets",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-        sa.Column("district_id", sa.BigInteger, nullable=False),
-        *_hierarchy_columns(),
-        sa.PrimaryKeyConstraint("tenant_id", "id"),
-        sa.ForeignKeyConstraint(["tenant_id", "district_id"], ["districts.tenant_id", "districts.id"]),
-        sa.UniqueConstraint("tenant_id", "code"),
-    )
-    op.create_index("ix_streets_tenant_id_district_id_code", "streets", ["tenant_id", "district_id", "code"])
-    op.create_table(
-        "stations",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-        sa.Column("street_id", sa.BigInteger, nullable=False),
-        *_hierarchy_columns(),
-        sa.PrimaryKeyConstraint("tenant_id", "id"),
-        sa.ForeignKeyConstraint(["tenant_id", "street_id"], ["streets.tenant_id", "streets.id"]),
-        sa.UniqueConstraint("tenant_id", "code"),
-    )
-    op.create_index("ix_stations_tenant_id_street_id_code", "stations", ["tenant_id", "street_id", "code"])
+    _create_level_below("streets", "districts", "district_id")
+    _create_level_below("stations", "streets", "street_id")
     for table in ("districts", "streets", "stations"):
-        op.create_index(f"ix_{table}_scope", table, ["scope"], postgresql_using="gist")
+        ddl.gist_index(table)
 
     op.create_table(
         "users",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        *ddl.tenant_row_key(),
         sa.Column("username", sa.String(64), nullable=False),
         sa.Column("display_name", sa.String(200), nullable=False),
         sa.Column("password_hash", sa.String(200), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("disabled_at", TIMESTAMP),
+        ddl.scope_column(),
+        ddl.timestamp_now(),
+        sa.Column("disabled_at", ddl.TIMESTAMP),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
         sa.UniqueConstraint("tenant_id", "username"),
     )
     op.create_table(
         "role_assignments",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
+        *ddl.tenant_row_key(),
         sa.Column("user_id", sa.BigInteger, nullable=False),
         sa.Column("role", sa.String(32), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
+        ddl.scope_column(),
+        ddl.timestamp_now(),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.ForeignKeyConstraint(
             ["tenant_id", "user_id"], ["users.tenant_id", "users.id"], ondelete="CASCADE"
@@ -167,8 +157,7 @@ def upgrade() -> None:
         AS $$ SELECT tenant_id FROM cities WHERE code = tenant_code $$
         """
     )
-    op.execute("REVOKE ALL ON FUNCTION liaison_tenant_id(text) FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION liaison_tenant_id(text) TO {settings().app_role}")
+    grant_execute("liaison_tenant_id(text)", settings().app_role)
     # Operators' commands (audit verify) walk every tenant, each inside its own context.
     op.execute(
         """
@@ -177,8 +166,7 @@ def upgrade() -> None:
         AS $$ SELECT code FROM cities ORDER BY code $$
         """
     )
-    op.execute("REVOKE ALL ON FUNCTION liaison_tenant_codes() FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION liaison_tenant_codes() TO {settings().app_role}")
+    grant_execute("liaison_tenant_codes()", settings().app_role)
     reset_role()
 
 
@@ -186,7 +174,5 @@ def downgrade() -> None:
     as_owner()
     op.execute("DROP FUNCTION IF EXISTS liaison_tenant_codes()")
     op.execute("DROP FUNCTION IF EXISTS liaison_tenant_id(text)")
-    for table in ("role_assignments", "users", "stations", "streets", "districts", "cities"):
-        unprotect(table)
-        op.drop_table(table)
+    drop_tables(("role_assignments", "users", "stations", "streets", "districts", "cities"))
     reset_role()

@@ -11,16 +11,15 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, settings, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.functions import grant_execute
+from deploy.migrations.helpers import as_owner, drop_tables, protect, reset_role, settings
 from tenants.rls import Visibility
 
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-TIMESTAMP = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -30,11 +29,11 @@ def upgrade() -> None:
         "audit_log",
         sa.Column("tenant_id", sa.BigInteger, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
-        sa.Column("at", TIMESTAMP, nullable=False),
+        sa.Column("at", ddl.TIMESTAMP, nullable=False),
         sa.Column("actor", sa.String(100), nullable=False),
         sa.Column("action", sa.String(100), nullable=False),
         sa.Column("subject", sa.String(200), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        ddl.scope_column(),
         sa.Column("payload", JSONB, nullable=False),
         sa.Column("prev_hash", sa.String(64), nullable=False),
         sa.Column("hash", sa.String(64), nullable=False),
@@ -55,13 +54,12 @@ def upgrade() -> None:
 
     op.create_table(
         "outbox",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.tenant_row_key(),
+        ddl.scope_column(),
         sa.Column("task", sa.String(200), nullable=False),
         sa.Column("kwargs", JSONB, nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("sent_at", TIMESTAMP),
+        ddl.timestamp_now(),
+        sa.Column("sent_at", ddl.TIMESTAMP),
         sa.Column("attempts", sa.Integer, server_default="0", nullable=False),
         sa.Column("last_error", sa.Text),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
@@ -73,16 +71,15 @@ def upgrade() -> None:
 
     op.create_table(
         "notifications",
-        sa.Column("tenant_id", sa.BigInteger, nullable=False),
-        sa.Column("id", sa.BigInteger, sa.Identity(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.tenant_row_key(),
+        ddl.scope_column(),
         sa.Column("kind", sa.String(100), nullable=False),
         sa.Column("title", sa.String(300), nullable=False),
         sa.Column("body", sa.Text, server_default="", nullable=False),
         sa.Column("payload", JSONB, server_default="{}", nullable=False),
         sa.Column("source", sa.String(200), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.func.now(), nullable=False),
-        sa.Column("read_at", TIMESTAMP),
+        ddl.timestamp_now(),
+        sa.Column("read_at", ddl.TIMESTAMP),
         sa.PrimaryKeyConstraint("tenant_id", "id"),
         sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
         sa.UniqueConstraint("tenant_id", "source"),
@@ -101,15 +98,12 @@ def upgrade() -> None:
         AS $$ SELECT DISTINCT tenant_id FROM outbox WHERE sent_at IS NULL ORDER BY 1 $$
         """
     )
-    op.execute("REVOKE ALL ON FUNCTION liaison_tenants_with_unsent_outbox() FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION liaison_tenants_with_unsent_outbox() TO {app}")
+    grant_execute("liaison_tenants_with_unsent_outbox()", app)
     reset_role()
 
 
 def downgrade() -> None:
     as_owner()
     op.execute("DROP FUNCTION IF EXISTS liaison_tenants_with_unsent_outbox()")
-    for table in ("notifications", "outbox", "audit_heads", "audit_log"):
-        unprotect(table)
-        op.drop_table(table)
+    drop_tables(("notifications", "outbox", "audit_heads", "audit_log"))
     reset_role()

@@ -13,8 +13,9 @@ from alembic import op
 from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, settings, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.functions import grant_execute
+from deploy.migrations.helpers import as_owner, drop_tables, protect, reset_role, settings
 from tenants.rls import Visibility
 
 revision = "0004"
@@ -40,9 +41,7 @@ def upgrade() -> None:
     as_owner()
     op.create_table(
         "workflow_events",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.scoped_row("workflow_events"),
         sa.Column("workflow", sa.String(length=32), nullable=False),
         sa.Column("subject_id", sa.BigInteger(), nullable=False),
         sa.Column("step", sa.String(length=32), nullable=False),
@@ -52,50 +51,37 @@ def upgrade() -> None:
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("public", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("payload", JSONB, server_default="{}", nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_workflow_events_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_workflow_events")),
+        ddl.timestamp_now("at"),
+        ddl.city_fk("workflow_events"),
     )
     op.create_table(
         "timers",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.scoped_row("timers"),
         sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("subject_id", sa.BigInteger(), nullable=False),
         sa.Column("key", sa.String(length=200), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("due_at", ddl.TIMESTAMP, nullable=False),
         sa.Column("payload", JSONB, server_default="{}", nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("fired_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
+        ddl.timestamp_now(),
+        *ddl.optional_timestamps("fired_at", "cancelled_at"),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"], name=op.f("fk_timers_tenant_id_cities")),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_timers")),
-        sa.UniqueConstraint("tenant_id", "key", name=op.f("uq_timers_tenant_id_key")),
+        ddl.city_fk("timers"),
+        ddl.tenant_unique("timers", "key"),
     )
     op.create_table(
         "request_categories",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        *ddl.tenant_row("request_categories"),
         sa.Column("code", sa.String(length=32), nullable=False),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
         sa.Column("response_days", sa.SmallInteger(), nullable=False),
         sa.Column("resolution_days", sa.SmallInteger(), nullable=False),
-        sa.Column("retired_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint("kind IN ('basic', 'personalised')", name=op.f("ck_request_categories_kind")),
-        sa.CheckConstraint(
-            "response_days >= 0 AND resolution_days >= 1", name=op.f("ck_request_categories_deadlines")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_request_categories_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_request_categories")),
-        sa.UniqueConstraint("tenant_id", "code", name=op.f("uq_request_categories_tenant_id_code")),
+        *ddl.optional_timestamps("retired_at"),
+        ddl.check("request_categories", "kind", "kind IN ('basic', 'personalised')"),
+        ddl.check("request_categories", "deadlines", "response_days >= 0 AND resolution_days >= 1"),
+        ddl.city_fk("request_categories"),
+        ddl.tenant_unique("request_categories", "code"),
     )
     op.create_table(
         "holidays",
@@ -103,11 +89,9 @@ def upgrade() -> None:
         sa.Column("day", sa.Date(), nullable=False),
         sa.Column("kind", sa.String(length=8), nullable=False),
         sa.Column("name", sa.String(length=100), server_default="", nullable=False),
-        sa.CheckConstraint("kind IN ('holiday', 'workday')", name=op.f("ck_holidays_kind")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_holidays_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "day", name=op.f("pk_holidays")),
+        ddl.check("holidays", "kind", "kind IN ('holiday', 'workday')"),
+        ddl.city_fk("holidays"),
+        ddl.tenant_pk("holidays", "day"),
     )
     op.create_table(
         "request_settings",
@@ -120,39 +104,27 @@ def upgrade() -> None:
         sa.Column("escalation_days", sa.SmallInteger(), server_default="3", nullable=False),
         sa.Column("open311_public", sa.Boolean(), server_default="true", nullable=False),
         sa.Column("default_department", sa.String(length=200), server_default="区职能部门", nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_request_settings_tenant_id_cities")
-        ),
+        ddl.city_fk("request_settings"),
+        # One row a tenant: the key is the tenant alone.
         sa.PrimaryKeyConstraint("tenant_id", name=op.f("pk_request_settings")),
     )
     op.create_table(
         "routing_rules",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        *ddl.tenant_row("routing_rules"),
         sa.Column("category_id", sa.BigInteger(), nullable=True),
-        sa.Column("scope", Ltree(), nullable=False),
+        ddl.scope_column(),
         sa.Column("responsible", sa.String(length=16), nullable=False),
         sa.Column("department", sa.String(length=200), nullable=True),
         sa.Column("assignee", sa.String(length=100), nullable=True),
-        sa.CheckConstraint(
-            "responsible IN ('station', 'deputy', 'department')", name=op.f("ck_routing_rules_responsible")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "category_id"],
-            ["request_categories.tenant_id", "request_categories.id"],
-            name=op.f("fk_routing_rules_tenant_id_category_id_request_categories"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_routing_rules_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_routing_rules")),
+        ddl.check("routing_rules", "responsible", "responsible IN ('station', 'deputy', 'department')"),
+        ddl.parent_fk("routing_rules", "category_id", "request_categories"),
+        ddl.city_fk("routing_rules"),
     )
     op.create_table(
         "requests",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        *ddl.tenant_row("requests"),
         sa.Column("ticket", sa.String(length=24), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        ddl.scope_column(),
         sa.Column("category_id", sa.BigInteger(), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("channel", sa.String(length=16), nullable=False),
@@ -188,111 +160,65 @@ def upgrade() -> None:
         sa.Column("merged_into_id", sa.BigInteger(), nullable=True),
         sa.Column("resolution_round", sa.SmallInteger(), server_default="0", nullable=False),
         sa.Column("reopen_count", sa.SmallInteger(), server_default="0", nullable=False),
-        sa.Column("submitted_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("response_due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("resolution_due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("responded_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("submitted_at", ddl.TIMESTAMP, nullable=False),
+        sa.Column("response_due_at", ddl.TIMESTAMP, nullable=False),
+        sa.Column("resolution_due_at", ddl.TIMESTAMP, nullable=False),
+        *ddl.optional_timestamps("responded_at", "resolved_at", "closed_at"),
         sa.Column("overdue", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("rating", sa.SmallInteger(), nullable=True),
         sa.Column("solved", sa.Boolean(), nullable=True),
-        sa.Column("updated_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "supervision IN ('none', 'blue', 'yellow', 'red')", name=op.f("ck_requests_supervision")
-        ),
-        sa.CheckConstraint("char_length(description) <= 4000", name=op.f("ck_requests_description_length")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "category_id"],
-            ["request_categories.tenant_id", "request_categories.id"],
-            name=op.f("fk_requests_tenant_id_category_id_request_categories"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_requests_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_requests")),
-        sa.UniqueConstraint("tenant_id", "ticket", name=op.f("uq_requests_tenant_id_ticket")),
+        ddl.timestamp_now("updated_at"),
+        ddl.check("requests", "supervision", "supervision IN ('none', 'blue', 'yellow', 'red')"),
+        ddl.check("requests", "description_length", "char_length(description) <= 4000"),
+        ddl.parent_fk("requests", "category_id", "request_categories"),
+        ddl.city_fk("requests"),
+        ddl.tenant_unique("requests", "ticket"),
     )
     op.create_table(
         "request_ratings",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("request_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.child_row("request_ratings", "request_id", "requests"),
         sa.Column("resolution_round", sa.SmallInteger(), nullable=False),
         sa.Column("score", sa.SmallInteger(), nullable=False),
         sa.Column("solved", sa.Boolean(), nullable=False),
         sa.Column("comment", sa.Text(), nullable=True),
         sa.Column("rated_by", sa.String(length=100), nullable=False),
-        sa.Column("at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("score BETWEEN 1 AND 5", name=op.f("ck_request_ratings_score")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "request_id"],
-            ["requests.tenant_id", "requests.id"],
-            name=op.f("fk_request_ratings_tenant_id_request_id_requests"),
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_request_ratings")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "request_id",
-            "resolution_round",
-            name=op.f("uq_request_ratings_tenant_id_request_id_resolution_round"),
-        ),
+        ddl.timestamp_now("at"),
+        ddl.check("request_ratings", "score", "score BETWEEN 1 AND 5"),
+        ddl.tenant_unique("request_ratings", "request_id", "resolution_round"),
     )
     op.create_table(
         "api_keys",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        *ddl.tenant_row("api_keys"),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("key_hash", sa.String(length=64), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
+        ddl.scope_column(),
+        ddl.timestamp_now(),
+        *ddl.optional_timestamps("revoked_at"),
         sa.Column("details", JSONB, server_default="{}", nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_api_keys_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_api_keys")),
-        sa.UniqueConstraint("tenant_id", "key_hash", name=op.f("uq_api_keys_tenant_id_key_hash")),
-        sa.UniqueConstraint("tenant_id", "name", name=op.f("uq_api_keys_tenant_id_name")),
+        ddl.city_fk("api_keys"),
+        ddl.tenant_unique("api_keys", "key_hash"),
+        ddl.tenant_unique("api_keys", "name"),
     )
     op.create_index(
-        "ix_workflow_events_subject",
-        "workflow_events",
-        ["tenant_id", "workflow", "subject_id", "id"],
-        unique=False,
+        "ix_workflow_events_subject", "workflow_events", ["tenant_id", "workflow", "subject_id", "id"]
     )
-    op.create_index("ix_timers_subject", "timers", ["tenant_id", "kind", "subject_id"], unique=False)
+    op.create_index("ix_timers_subject", "timers", ["tenant_id", "kind", "subject_id"])
     op.create_index(
         "ix_timers_pending",
         "timers",
         ["tenant_id", "due_at"],
-        unique=False,
-        postgresql_where="fired_at IS NULL AND cancelled_at IS NULL",
+        postgresql_where=sa.text("fired_at IS NULL AND cancelled_at IS NULL"),
     )
-    op.create_index("ix_routing_rules_lookup", "routing_rules", ["tenant_id", "category_id"], unique=False)
-    op.create_index(
-        "ix_requests_tenant_id_submitted_at", "requests", ["tenant_id", "submitted_at"], unique=False
+    op.create_index("ix_routing_rules_lookup", "routing_rules", ["tenant_id", "category_id"])
+    ddl.tenant_index("requests", "submitted_at")
+    ddl.tenant_index("requests", "state")
+    ddl.unique_where(
+        "uq_requests_external", "requests", ["tenant_id", "channel", "external_id"], "external_id IS NOT NULL"
     )
-    op.create_index("ix_requests_tenant_id_state", "requests", ["tenant_id", "state"], unique=False)
-    op.create_index(
-        "uq_requests_external",
-        "requests",
-        ["tenant_id", "channel", "external_id"],
-        unique=True,
-        postgresql_where=sa.text("external_id IS NOT NULL"),
-    )
-    op.create_index(
-        "ix_requests_tenant_id_owner_principal", "requests", ["tenant_id", "owner_principal"], unique=False
-    )
-    op.create_index("ix_requests_geom", "requests", ["geom"], unique=False, postgresql_using="gist")
-    op.create_index("ix_requests_scope", "requests", ["scope"], unique=False, postgresql_using="gist")
-    op.create_index(
-        "ix_requests_tenant_id_category_id_submitted_at",
-        "requests",
-        ["tenant_id", "category_id", "submitted_at"],
-        unique=False,
-    )
+    ddl.tenant_index("requests", "owner_principal")
+    ddl.gist_index("requests", "geom")
+    ddl.gist_index("requests", "scope")
+    ddl.tenant_index("requests", "category_id", "submitted_at")
 
     for table, visibility in PROTECTED.items():
         protect(table, visibility)
@@ -305,15 +231,12 @@ def upgrade() -> None:
               WHERE fired_at IS NULL AND cancelled_at IS NULL AND due_at <= now ORDER BY 1 $$
         """
     )
-    op.execute(f"REVOKE ALL ON FUNCTION {DUE_TIMERS} FROM PUBLIC")
-    op.execute(f"GRANT EXECUTE ON FUNCTION {DUE_TIMERS} TO {settings().app_role}")
+    grant_execute(DUE_TIMERS, settings().app_role)
     reset_role()
 
 
 def downgrade() -> None:
     as_owner()
     op.execute(f"DROP FUNCTION IF EXISTS {DUE_TIMERS}")
-    for table in reversed(list(PROTECTED)):
-        unprotect(table)
-        op.drop_table(table)
+    drop_tables(reversed(list(PROTECTED)))
     reset_role()

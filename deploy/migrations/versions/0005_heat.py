@@ -18,45 +18,26 @@ Create Date: 2026-11-25
 
 from __future__ import annotations
 
-from alembic import op
+from deploy.migrations.functions import mark_leakproof
 
 revision = "0005"
 down_revision = "0004"
 branch_labels = None
 depends_on = None
 
+NOT_SUPERUSER = (
+    "not a superuser: ltree's <@ and @> stay non-leakproof, so the scope index of requests goes unused "
+    "under row-level security"
+)
 ANCESTRY_FUNCTIONS = (
     "ltree_risparent(ltree, ltree)",  # ltree <@ ltree
     "ltree_isparent(ltree, ltree)",  # ltree @> ltree
 )
 
 
-def _mark(leakproof: bool) -> None:
-    marker = "LEAKPROOF" if leakproof else "NOT LEAKPROOF"
-    statements = " ".join(f"ALTER FUNCTION {function} {marker};" for function in ANCESTRY_FUNCTIONS)
-    warning = (
-        "RAISE WARNING 'not a superuser: ltree''s <@ and @> stay non-leakproof, so the scope index of "
-        "requests goes unused under row-level security';"
-        if leakproof
-        else ""
-    )
-    op.execute(
-        f"""
-        DO $$
-        BEGIN
-          IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
-            {statements}
-          ELSE
-            {warning or "NULL;"}
-          END IF;
-        END $$
-        """  # noqa: S608 (fixed function names)
-    )
-
-
 def upgrade() -> None:
-    _mark(leakproof=True)
+    mark_leakproof(ANCESTRY_FUNCTIONS, leakproof=True, warning=NOT_SUPERUSER)
 
 
 def downgrade() -> None:
-    _mark(leakproof=False)
+    mark_leakproof(ANCESTRY_FUNCTIONS, leakproof=False)

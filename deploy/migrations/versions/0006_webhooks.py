@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, settings, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.helpers import as_owner, drop_tables, protect, reset_role, settings, unprotect
 from tenants.rls import IS_OWNER, TENANT_MATCHES, Visibility
 
 revision = "0006"
@@ -20,7 +20,6 @@ down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-TIMESTAMP = sa.DateTime(timezone=True)
 OWNER_MARKS_READ = "owner_mark_read"
 
 
@@ -28,9 +27,7 @@ def upgrade() -> None:
     as_owner()
     s = settings()
     op.add_column("notifications", sa.Column("owner_principal", sa.String(length=100), nullable=True))
-    op.create_index(
-        "ix_notifications_tenant_id_owner_principal", "notifications", ["tenant_id", "owner_principal"]
-    )
+    ddl.tenant_index("notifications", "owner_principal")
     unprotect("notifications")
     protect("notifications", Visibility.OWNED)
     # OWNED lets the recipient read, not write; marking a notice read is the one write a recipient
@@ -45,9 +42,7 @@ def upgrade() -> None:
 
     op.create_table(
         "webhook_endpoints",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.scoped_row("webhook_endpoints"),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("url", sa.String(length=2000), nullable=False),
         sa.Column("secret", sa.String(length=100), nullable=False),
@@ -58,51 +53,27 @@ def upgrade() -> None:
         sa.Column("max_attempts", sa.SmallInteger(), server_default="8", nullable=False),
         sa.Column("backoff_seconds", sa.Integer(), server_default="10", nullable=False),
         sa.Column("personal_data", sa.Boolean(), server_default=sa.text("false"), nullable=False),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint(
-            "backoff_seconds BETWEEN 1 AND 300", name=op.f("ck_webhook_endpoints_backoff_seconds")
-        ),
-        sa.CheckConstraint("max_attempts BETWEEN 1 AND 50", name=op.f("ck_webhook_endpoints_max_attempts")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_webhook_endpoints_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_webhook_endpoints")),
-        sa.UniqueConstraint("tenant_id", "name", name=op.f("uq_webhook_endpoints_tenant_id_name")),
+        ddl.timestamp_now(),
+        ddl.check("webhook_endpoints", "backoff_seconds", "backoff_seconds BETWEEN 1 AND 300"),
+        ddl.check("webhook_endpoints", "max_attempts", "max_attempts BETWEEN 1 AND 50"),
+        ddl.city_fk("webhook_endpoints"),
+        ddl.tenant_unique("webhook_endpoints", "name"),
     )
     op.create_table(
         "webhook_deliveries",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("endpoint_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.child_row("webhook_deliveries", "endpoint_id", "webhook_endpoints"),
         sa.Column("source", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=100), nullable=False),
         sa.Column("status", sa.String(length=16), server_default="pending", nullable=False),
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("last_status", sa.SmallInteger(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", TIMESTAMP, server_default=sa.text("now()"), nullable=False),
-        sa.Column("delivered_at", TIMESTAMP, nullable=True),
-        sa.Column("dead_at", TIMESTAMP, nullable=True),
-        sa.CheckConstraint(
-            "status IN ('pending', 'delivered', 'dead')", name=op.f("ck_webhook_deliveries_status")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "endpoint_id"],
-            ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
-            name=op.f("fk_webhook_deliveries_tenant_id_endpoint_id_webhook_endpoints"),
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_webhook_deliveries")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "endpoint_id",
-            "source",
-            name=op.f("uq_webhook_deliveries_tenant_id_endpoint_id_source"),
-        ),
+        ddl.timestamp_now(),
+        *ddl.optional_timestamps("delivered_at", "dead_at"),
+        ddl.check("webhook_deliveries", "status", "status IN ('pending', 'delivered', 'dead')"),
+        ddl.tenant_unique("webhook_deliveries", "endpoint_id", "source"),
     )
-    op.create_index(
-        "ix_webhook_deliveries_tenant_id_status", "webhook_deliveries", ["tenant_id", "status"], unique=False
-    )
+    ddl.tenant_index("webhook_deliveries", "status")
     protect("webhook_endpoints", Visibility.SCOPED)
     protect("webhook_deliveries", Visibility.SCOPED)
     reset_role()
@@ -111,9 +82,7 @@ def upgrade() -> None:
 def downgrade() -> None:
     as_owner()
     s = settings()
-    for table in ("webhook_deliveries", "webhook_endpoints"):
-        unprotect(table)
-        op.drop_table(table)
+    drop_tables(("webhook_deliveries", "webhook_endpoints"))
     op.execute(f"DROP POLICY IF EXISTS {OWNER_MARKS_READ} ON notifications")
     op.execute(f"GRANT UPDATE ON notifications TO {s.app_role}, {s.tenant_role}")
     unprotect("notifications")

@@ -12,8 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects.postgresql import JSONB
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.helpers import as_owner, drop_tables, protect, reset_role
 from tenants.rls import Visibility
 
 revision = "0008"
@@ -33,21 +33,20 @@ PROTECTED = {
     "mediation_levels": Visibility.SCOPED,
     "mediation_sessions": Visibility.SCOPED,
 }
+LEVELS = "level BETWEEN 1 AND 3"  # community mediator, deputy, departments
 
 
 def upgrade() -> None:
     as_owner()
     op.create_table(
         "deliberations",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.scoped_row("deliberations"),
         sa.Column("topic", sa.String(length=300), nullable=False),
         sa.Column("description", sa.Text(), server_default="", nullable=False),
         sa.Column("place", sa.String(length=300), nullable=True),
-        sa.Column("meeting_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("registration_deadline", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("voting_closes_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("meeting_at", ddl.TIMESTAMP, nullable=False),
+        sa.Column("registration_deadline", ddl.TIMESTAMP, nullable=False),
+        sa.Column("voting_closes_at", ddl.TIMESTAMP, nullable=False),
         sa.Column("capacity", sa.Integer(), nullable=False),
         sa.Column("quorum", sa.Integer(), nullable=False),
         sa.Column("approval_numerator", sa.SmallInteger(), nullable=False),
@@ -62,35 +61,23 @@ def upgrade() -> None:
         sa.Column("quorum_met", sa.Boolean(), nullable=True),
         sa.Column("passed", sa.Boolean(), nullable=True),
         sa.Column("created_by", sa.String(length=100), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.Column("tallied_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
-            "approval_base IN ('attendees', 'ballots')", name=op.f("ck_deliberations_approval_base")
-        ),
-        sa.CheckConstraint(
+        ddl.timestamp_now(),
+        *ddl.optional_timestamps("tallied_at", "published_at"),
+        ddl.check("deliberations", "approval_base", "approval_base IN ('attendees', 'ballots')"),
+        ddl.check(
+            "deliberations",
+            "approval",
             "approval_numerator >= 1 AND approval_numerator <= approval_denominator",
-            name=op.f("ck_deliberations_approval"),
         ),
-        sa.CheckConstraint("capacity >= 1", name=op.f("ck_deliberations_capacity")),
-        sa.CheckConstraint(
-            "capture_percent BETWEEN 1 AND 100", name=op.f("ck_deliberations_capture_percent")
-        ),
-        sa.CheckConstraint("quorum >= 1", name=op.f("ck_deliberations_quorum")),
-        sa.CheckConstraint(
-            "registration_deadline <= voting_closes_at", name=op.f("ck_deliberations_timeline")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_deliberations_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_deliberations")),
+        ddl.check("deliberations", "capacity", "capacity >= 1"),
+        ddl.check("deliberations", "capture_percent", "capture_percent BETWEEN 1 AND 100"),
+        ddl.check("deliberations", "quorum", "quorum >= 1"),
+        ddl.check("deliberations", "timeline", "registration_deadline <= voting_closes_at"),
+        ddl.city_fk("deliberations"),
     )
     op.create_table(
         "deliberation_registrations",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("deliberation_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.child_row("deliberation_registrations", "deliberation_id", "deliberations"),
         sa.Column("owner_principal", sa.String(length=100), nullable=False),
         sa.Column("display_name", sa.String(length=100), nullable=False),
         sa.Column("age_band", sa.String(length=16), nullable=False),
@@ -98,72 +85,37 @@ def upgrade() -> None:
         sa.Column("residency", sa.String(length=16), nullable=False),
         sa.Column("retired_cadre", sa.Boolean(), server_default="false", nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("queued_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("promoted_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("cancelled_at", sa.DateTime(timezone=True), nullable=True),
-        sa.Column("attended_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
+        sa.Column("queued_at", ddl.TIMESTAMP, nullable=False),
+        *ddl.optional_timestamps("promoted_at", "cancelled_at", "attended_at"),
+        ddl.check(
+            "deliberation_registrations",
+            "age_band",
             "age_band IN ('under_30', '30_44', '45_59', '60_74', '75_plus')",
-            name=op.f("ck_deliberation_registrations_age_band"),
         ),
-        sa.CheckConstraint(
-            "residency IN ('long_term', 'migrant_worker')",
-            name=op.f("ck_deliberation_registrations_residency"),
+        ddl.check("deliberation_registrations", "residency", "residency IN ('long_term', 'migrant_worker')"),
+        ddl.check(
+            "deliberation_registrations", "status", "status IN ('registered', 'waitlisted', 'cancelled')"
         ),
-        sa.CheckConstraint(
-            "status IN ('registered', 'waitlisted', 'cancelled')",
-            name=op.f("ck_deliberation_registrations_status"),
-        ),
-        sa.CheckConstraint(
-            "tenure IN ('owner', 'renter')", name=op.f("ck_deliberation_registrations_tenure")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "deliberation_id"],
-            ["deliberations.tenant_id", "deliberations.id"],
-            name=op.f("fk_deliberation_registrations_tenant_id_deliberation_id_deliberations"),
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_deliberation_registrations")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "deliberation_id",
-            "owner_principal",
-            name=op.f("uq_deliberation_registrations_tenant_id_deliberation_id_owner_principal"),
-        ),
+        ddl.check("deliberation_registrations", "tenure", "tenure IN ('owner', 'renter')"),
+        ddl.tenant_unique("deliberation_registrations", "deliberation_id", "owner_principal"),
     )
     op.create_table(
         "deliberation_ballots",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
+        *ddl.tenant_row("deliberation_ballots"),
         sa.Column("deliberation_id", sa.BigInteger(), nullable=False),
         sa.Column("registration_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        ddl.scope_column(),
         sa.Column("owner_principal", sa.String(length=100), nullable=False),
         sa.Column("choice", sa.String(length=8), nullable=False),
-        sa.Column("cast_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("choice IN ('yes', 'no', 'abstain')", name=op.f("ck_deliberation_ballots_choice")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "deliberation_id"],
-            ["deliberations.tenant_id", "deliberations.id"],
-            name=op.f("fk_deliberation_ballots_tenant_id_deliberation_id_deliberations"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "registration_id"],
-            ["deliberation_registrations.tenant_id", "deliberation_registrations.id"],
-            name=op.f("fk_deliberation_ballots_tenant_id_registration_id_deliberation_registrations"),
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_deliberation_ballots")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "deliberation_id",
-            "registration_id",
-            name=op.f("uq_deliberation_ballots_tenant_id_deliberation_id_registration_id"),
-        ),
+        ddl.timestamp_now("cast_at"),
+        ddl.check("deliberation_ballots", "choice", "choice IN ('yes', 'no', 'abstain')"),
+        ddl.parent_fk("deliberation_ballots", "deliberation_id", "deliberations"),
+        ddl.parent_fk("deliberation_ballots", "registration_id", "deliberation_registrations"),
+        ddl.tenant_unique("deliberation_ballots", "deliberation_id", "registration_id"),
     )
     op.create_table(
         "mediation_cases",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.scoped_row("mediation_cases"),
         sa.Column("case_type", sa.String(length=24), nullable=False),
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("request_id", sa.BigInteger(), nullable=True),
@@ -173,147 +125,84 @@ def upgrade() -> None:
         sa.Column("mediator", sa.String(length=100), nullable=True),
         sa.Column("departments", JSONB, server_default="[]", nullable=False),
         sa.Column("deadlines", JSONB, server_default="{}", nullable=False),
-        sa.Column("level_due_at", sa.DateTime(timezone=True), nullable=True),
+        *ddl.optional_timestamps("level_due_at"),
         sa.Column("agreement", sa.Text(), nullable=True),
         sa.Column("created_by", sa.String(length=100), nullable=False),
-        sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("closed_at", sa.DateTime(timezone=True), nullable=True),
-        sa.CheckConstraint(
+        sa.Column("opened_at", ddl.TIMESTAMP, nullable=False),
+        *ddl.optional_timestamps("closed_at"),
+        ddl.check(
+            "mediation_cases",
+            "case_type",
             "case_type IN ('neighbours', 'property_management', 'family', 'labour', 'consumer', 'other')",
-            name=op.f("ck_mediation_cases_case_type"),
         ),
-        sa.CheckConstraint(
-            "char_length(description) <= 4000", name=op.f("ck_mediation_cases_description_length")
-        ),
-        sa.CheckConstraint("level BETWEEN 1 AND 3", name=op.f("ck_mediation_cases_level")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "request_id"],
-            ["requests.tenant_id", "requests.id"],
-            name=op.f("fk_mediation_cases_tenant_id_request_id_requests"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id"], ["cities.tenant_id"], name=op.f("fk_mediation_cases_tenant_id_cities")
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_mediation_cases")),
+        ddl.check("mediation_cases", "description_length", "char_length(description) <= 4000"),
+        ddl.check("mediation_cases", "level", LEVELS),
+        ddl.parent_fk("mediation_cases", "request_id", "requests"),
+        ddl.city_fk("mediation_cases"),
     )
     op.create_table(
         "mediation_parties",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("case_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *_case_row("mediation_parties"),
         sa.Column("name", sa.String(length=100), nullable=False),
         sa.Column("role", sa.String(length=16), nullable=False),
         sa.Column("owner_principal", sa.String(length=100), nullable=True),
-        sa.CheckConstraint(
-            "role IN ('applicant', 'respondent', 'other')", name=op.f("ck_mediation_parties_role")
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "case_id"],
-            ["mediation_cases.tenant_id", "mediation_cases.id"],
-            name=op.f("fk_mediation_parties_tenant_id_case_id_mediation_cases"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_mediation_parties")),
+        ddl.check("mediation_parties", "role", "role IN ('applicant', 'respondent', 'other')"),
+        ddl.tenant_pk("mediation_parties"),
     )
     op.create_table(
         "mediation_levels",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("case_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *_case_row("mediation_levels"),
         sa.Column("level", sa.SmallInteger(), nullable=False),
         sa.Column("mediator", sa.String(length=100), nullable=True),
         sa.Column("departments", JSONB, server_default="[]", nullable=False),
-        sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("due_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("ended_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("started_at", ddl.TIMESTAMP, nullable=False),
+        sa.Column("due_at", ddl.TIMESTAMP, nullable=False),
+        *ddl.optional_timestamps("ended_at"),
         sa.Column("outcome", sa.String(length=16), nullable=True),
         sa.Column("agreement", sa.Text(), nullable=True),
-        sa.CheckConstraint(
-            "outcome IN ('agreement', 'failed', 'timeout')", name=op.f("ck_mediation_levels_outcome")
-        ),
-        sa.CheckConstraint("level BETWEEN 1 AND 3", name=op.f("ck_mediation_levels_level")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "case_id"],
-            ["mediation_cases.tenant_id", "mediation_cases.id"],
-            name=op.f("fk_mediation_levels_tenant_id_case_id_mediation_cases"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_mediation_levels")),
-        sa.UniqueConstraint(
-            "tenant_id", "case_id", "level", name=op.f("uq_mediation_levels_tenant_id_case_id_level")
-        ),
+        ddl.check("mediation_levels", "outcome", "outcome IN ('agreement', 'failed', 'timeout')"),
+        ddl.check("mediation_levels", "level", LEVELS),
+        ddl.tenant_pk("mediation_levels"),
+        ddl.tenant_unique("mediation_levels", "case_id", "level"),
     )
     op.create_table(
         "mediation_sessions",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("case_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *_case_row("mediation_sessions"),
         sa.Column("level", sa.SmallInteger(), nullable=False),
         sa.Column("held_on", sa.Date(), nullable=False),
         sa.Column("participants", JSONB, server_default="[]", nullable=False),
         sa.Column("notes", sa.Text(), server_default="", nullable=False),
         sa.Column("recorded_by", sa.String(length=100), nullable=False),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.CheckConstraint("level BETWEEN 1 AND 3", name=op.f("ck_mediation_sessions_level")),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "case_id"],
-            ["mediation_cases.tenant_id", "mediation_cases.id"],
-            name=op.f("fk_mediation_sessions_tenant_id_case_id_mediation_cases"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_mediation_sessions")),
+        ddl.timestamp_now(),
+        ddl.check("mediation_sessions", "level", LEVELS),
+        ddl.tenant_pk("mediation_sessions"),
     )
-    op.create_index(
-        "ix_deliberations_scope", "deliberations", ["scope"], unique=False, postgresql_using="gist"
-    )
+    ddl.gist_index("deliberations")
     op.create_index(
         "ix_deliberation_registrations_queue",
         "deliberation_registrations",
         ["tenant_id", "deliberation_id", "status", "queued_at"],
-        unique=False,
     )
     op.create_index(
-        "ix_deliberation_registrations_owner",
-        "deliberation_registrations",
-        ["tenant_id", "owner_principal"],
-        unique=False,
+        "ix_deliberation_registrations_owner", "deliberation_registrations", ["tenant_id", "owner_principal"]
     )
-    op.create_index(
-        "ix_mediation_cases_tenant_id_owner_principal",
-        "mediation_cases",
-        ["tenant_id", "owner_principal"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_mediation_cases_scope", "mediation_cases", ["scope"], unique=False, postgresql_using="gist"
-    )
-    op.create_index(
-        "ix_mediation_parties_tenant_id_case_id", "mediation_parties", ["tenant_id", "case_id"], unique=False
-    )
-    op.create_index(
-        "ix_mediation_levels_tenant_id_started_at",
-        "mediation_levels",
-        ["tenant_id", "started_at"],
-        unique=False,
-    )
-    op.create_index(
-        "ix_mediation_sessions_tenant_id_case_id",
-        "mediation_sessions",
-        ["tenant_id", "case_id"],
-        unique=False,
-    )
+    ddl.tenant_index("mediation_cases", "owner_principal")
+    ddl.gist_index("mediation_cases")
+    ddl.tenant_index("mediation_parties", "case_id")
+    ddl.tenant_index("mediation_levels", "started_at")
+    ddl.tenant_index("mediation_sessions", "case_id")
 
     for table, visibility in PROTECTED.items():
         protect(table, visibility)
     reset_role()
 
 
+def _case_row(table: str) -> list[sa.schema.SchemaItem]:
+    """What a case's parties, levels and sessions begin with: the case, which takes them with it."""
+    return ddl.child_row(table, "case_id", "mediation_cases", ondelete="CASCADE")
+
+
 def downgrade() -> None:
     as_owner()
-    for table in reversed(list(PROTECTED)):
-        unprotect(table)
-        op.drop_table(table)
+    drop_tables(reversed(list(PROTECTED)))
     reset_role()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from deploy.migrations.ddl import TIMESTAMP
 from deploy.migrations.helpers import as_owner, reset_role
 
 revision = "0010"
@@ -24,7 +25,6 @@ down_revision = "0009"
 branch_labels = None
 depends_on = None
 
-TIMESTAMP = sa.DateTime(timezone=True)
 OPEN = "done_at IS NULL AND dead_at IS NULL"
 # Replaced in place (CREATE OR REPLACE), so the grant of 0002 to the app role stays.
 TENANTS_WITH_OPEN_ROWS = """

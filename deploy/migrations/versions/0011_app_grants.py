@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from alembic import op
 
+from deploy.migrations.functions import grant_execute
 from deploy.migrations.helpers import as_owner, protect, reset_role, settings, unprotect
 from tenants.rls import Visibility
 
@@ -94,8 +95,7 @@ def upgrade() -> None:
         """
     )
     for function in (NEXT, WRITE):
-        op.execute(f"REVOKE ALL ON FUNCTION {function} FROM PUBLIC")
-        op.execute(f"GRANT EXECUTE ON FUNCTION {function} TO {roles}")
+        grant_execute(function, s.app_role, s.tenant_role)
     op.execute(f"REVOKE INSERT ON audit_log FROM {roles}")
     op.execute(f"REVOKE INSERT, UPDATE ON audit_heads FROM {roles}")
     reset_role()

@@ -18,8 +18,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-from deploy.migrations.helpers import as_owner, protect, reset_role, unprotect
-from tenants.models import Ltree
+from deploy.migrations import ddl
+from deploy.migrations.helpers import as_owner, drop_tables, protect, reset_role
 from tenants.rls import Visibility
 
 revision = "0012"
@@ -61,63 +61,32 @@ def upgrade() -> None:
         "  WHERE workflow = 'request' AND step = 'escalate' GROUP BY tenant_id, subject_id"
         ") e WHERE r.tenant_id = e.tenant_id AND r.id = e.subject_id"
     )
-    op.create_index(
-        "ix_requests_tenant_id_check_code_hash",
-        "requests",
-        ["tenant_id", "check_code_hash"],
-        unique=False,
-        postgresql_where=sa.text("check_code_hash IS NOT NULL"),
-    )
-    op.create_index(
+    ddl.tenant_index("requests", "check_code_hash", where="check_code_hash IS NOT NULL")
+    ddl.unique_where(
         "uq_requests_idempotency",
         "requests",
         ["tenant_id", "idempotency_key_hash"],
-        unique=True,
-        postgresql_where=sa.text("idempotency_key_hash IS NOT NULL"),
+        "idempotency_key_hash IS NOT NULL",
     )
 
     op.create_table(
         "request_followers",
-        sa.Column("tenant_id", sa.BigInteger(), nullable=False),
-        sa.Column("id", sa.BigInteger(), sa.Identity(always=False), nullable=False),
-        sa.Column("request_id", sa.BigInteger(), nullable=False),
-        sa.Column("scope", Ltree(), nullable=False),
+        *ddl.child_row("request_followers", "request_id", "requests"),
         sa.Column("merged_id", sa.BigInteger(), nullable=False),
         sa.Column("owner_principal", sa.String(length=100), nullable=True),
         sa.Column("recipient", sa.String(length=100), nullable=True),
-        sa.Column("created_at", sa.DateTime(timezone=True), server_default=sa.text("now()"), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "request_id"],
-            ["requests.tenant_id", "requests.id"],
-            name=op.f("fk_request_followers_tenant_id_request_id_requests"),
-        ),
-        sa.ForeignKeyConstraint(
-            ["tenant_id", "merged_id"],
-            ["requests.tenant_id", "requests.id"],
-            name=op.f("fk_request_followers_tenant_id_merged_id_requests"),
-        ),
-        sa.PrimaryKeyConstraint("tenant_id", "id", name=op.f("pk_request_followers")),
-        sa.UniqueConstraint(
-            "tenant_id",
-            "request_id",
-            "merged_id",
-            name=op.f("uq_request_followers_tenant_id_request_id_merged_id"),
-        ),
+        ddl.timestamp_now(),
+        ddl.parent_fk("request_followers", "merged_id", "requests"),
+        ddl.tenant_unique("request_followers", "request_id", "merged_id"),
     )
-    op.create_index(
-        "ix_request_followers_tenant_id_merged_id",
-        "request_followers",
-        ["tenant_id", "merged_id"],
-        unique=False,
-    )
+    ddl.tenant_index("request_followers", "merged_id")
     protect("request_followers", Visibility.OWNED)
     reset_role()
 
 
 def downgrade() -> None:
     as_owner()
-    unprotect("request_followers")
-    op.drop_table("request_followers")
+    drop_tables(["request_followers"])
     op.drop_index("uq_requests_idempotency", table_name="requests")
     op.drop_index("ix_requests_tenant_id_check_code_hash", table_name="requests")
     # Open311 tokens cannot be recovered from their hashes: those requests keep no token.
