@@ -9,21 +9,14 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deliberation.models import Ballot, Deliberation, Registration
+from services.workflow.repository import Instances
 
 ACTIVE = ("registered", "waitlisted")
 
 
-async def get(
-    session: AsyncSession, tenant_id: int, deliberation_id: int, *, lock: bool = False
-) -> Deliberation | None:
-    statement = select(Deliberation).where(
-        Deliberation.tenant_id == tenant_id, Deliberation.id == deliberation_id
-    )
-    if lock:
-        # Under RLS a locking read passes the update policy too: a topic the caller may only read is absent.
-        statement = statement.with_for_update()
-    found: Deliberation | None = await session.scalar(statement)
-    return found
+_DELIBERATIONS = Instances(Deliberation, newest_by=Deliberation.meeting_at)
+get = _DELIBERATIONS.get
+listing = _DELIBERATIONS.listing
 
 
 async def scope_of(session: AsyncSession, tenant_id: int, deliberation_id: int) -> str | None:
@@ -33,18 +26,6 @@ async def scope_of(session: AsyncSession, tenant_id: int, deliberation_id: int) 
         )
     )
     return found
-
-
-async def listing(
-    session: AsyncSession, tenant_id: int, *, states: Sequence[str] | None, limit: int
-) -> list[Deliberation]:
-    statement = select(Deliberation).where(Deliberation.tenant_id == tenant_id)
-    if states:
-        statement = statement.where(Deliberation.state.in_(list(states)))
-    rows = await session.scalars(
-        statement.order_by(Deliberation.meeting_at.desc(), Deliberation.id.desc()).limit(limit)
-    )
-    return list(rows.all())
 
 
 async def registration_of(
@@ -96,17 +77,23 @@ async def registrations(
     return list(rows.all())
 
 
-async def seats_taken(session: AsyncSession, tenant_id: int, deliberation_id: int) -> int:
+async def _count_seated(session: AsyncSession, tenant_id: int, deliberation_id: int, *also: Any) -> int:
+    """Registrations holding a seat (and meeting `also`)."""
     return int(
         await session.scalar(
             select(func.count()).where(
                 Registration.tenant_id == tenant_id,
                 Registration.deliberation_id == deliberation_id,
                 Registration.status == "registered",
+                *also,
             )
         )
         or 0
     )
+
+
+async def seats_taken(session: AsyncSession, tenant_id: int, deliberation_id: int) -> int:
+    return await _count_seated(session, tenant_id, deliberation_id)
 
 
 async def first_waitlisted(
@@ -134,17 +121,7 @@ async def ballot_of(session: AsyncSession, tenant_id: int, registration_id: int)
 
 
 async def attendee_count(session: AsyncSession, tenant_id: int, deliberation_id: int) -> int:
-    return int(
-        await session.scalar(
-            select(func.count()).where(
-                Registration.tenant_id == tenant_id,
-                Registration.deliberation_id == deliberation_id,
-                Registration.status == "registered",
-                Registration.attended_at.is_not(None),
-            )
-        )
-        or 0
-    )
+    return await _count_seated(session, tenant_id, deliberation_id, Registration.attended_at.is_not(None))
 
 
 async def ballot_counts(session: AsyncSession, tenant_id: int, deliberation_id: int) -> dict[str, int]:

@@ -12,20 +12,18 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deliberation import repository
 from services.deliberation.models import AGE_BANDS, RESIDENCIES, TENURES, Ballot, Deliberation, Registration
 from services.errors import Conflict, InvalidInput, NotFound, OutOfScope
-from services.notifications.dispatch import notify
 from services.reach import Target, acting_on, not_found
-from services.timers.service import cancel as cancel_timers
-from services.timers.service import schedule
 from services.unit_of_work import unit_of_work
 from services.workflow.machine import SYSTEM, NotAllowed, StateMachine, step
-from services.workflow.service import advance, record
+from services.workflow.rows import cancel_for, notify_about, same_place, schedule_for
+from services.workflow.service import StepDetails, advance
 from tenants.context import TenantContext, scope_is_within
 from tenants.db import Database
 from tenants.roles import Role
@@ -40,6 +38,7 @@ MACHINE = StateMachine(
     "deliberation",
     ("open", "closed", "voting", "tallied", "published", "cancelled"),
     (
+        step("propose", [], "open", STAFF),
         step("register", ["open"], "open", [RESIDENT]),
         step("withdraw", ["open"], "open", [RESIDENT]),
         step("close_registration", ["open"], "closed", [*STAFF, SYSTEM]),
@@ -161,24 +160,9 @@ async def _step(
     name: str,
     actor: str,
     kinds: Iterable[str],
-    *,
-    note: str | None = None,
-    public: bool = True,
-    payload: Mapping[str, object] | None = None,
-    now: datetime,
+    **details: Unpack[StepDetails],
 ) -> None:
-    await advance(
-        session,
-        MACHINE,
-        deliberation,
-        name,
-        actor=actor,
-        actor_kinds=kinds,
-        note=note,
-        public=public,
-        payload=dict(payload or {}),
-        at=now,
-    )
+    await advance(session, MACHINE, deliberation, name, actor=actor, actor_kinds=kinds, **details)
 
 
 async def _notify_registrants(
@@ -196,10 +180,9 @@ async def _notify_registrants(
     ):
         if attended_only and registration.attended_at is None:
             continue
-        await notify(
+        await notify_about(
             session,
-            tenant_id=deliberation.tenant_id,
-            scope=deliberation.scope,
+            deliberation,
             kind=f"deliberation.{event}",
             title=title,
             recipient=registration.owner_principal,
@@ -247,41 +230,19 @@ async def propose(
         approval_denominator=proposal.approval_denominator,
         approval_base=proposal.approval_base,
         capture_percent=proposal.capture_percent,
-        state="open",
         created_by=actor.principal,
     )
-    session.add(deliberation)
-    await session.flush()
-    await record(
-        session,
-        MACHINE,
-        tenant_id=actor.tenant_id,
-        subject_id=deliberation.id,
-        scope=deliberation.scope,
-        step="propose",
-        from_state=None,
-        to_state="open",
-        actor=actor.principal,
-        payload={"topic": deliberation.topic, "capacity": deliberation.capacity},
-        at=moment,
-    )
+    payload = {"topic": deliberation.topic, "capacity": deliberation.capacity}
+    await _step(session, deliberation, "propose", actor.principal, kinds, payload=payload, at=moment)
     for kind, due_at, name in (
         (REGISTRATION_TIMER, deliberation.registration_deadline, "registration"),
         (VOTING_TIMER, deliberation.voting_closes_at, "voting"),
     ):
-        await schedule(
-            session,
-            tenant_id=actor.tenant_id,
-            scope=deliberation.scope,
-            kind=kind,
-            subject_id=deliberation.id,
-            key=f"deliberation:{deliberation.id}:{name}",
-            due_at=due_at,
-        )
-    await notify(
+        key = f"deliberation:{deliberation.id}:{name}"
+        await schedule_for(session, deliberation, kind=kind, key=key, due_at=due_at)
+    await notify_about(
         session,
-        tenant_id=actor.tenant_id,
-        scope=deliberation.scope,
+        deliberation,
         kind="deliberation.proposed",
         title=f"议事会议题：{deliberation.topic}",
         source=f"deliberation:{deliberation.id}:proposed",
@@ -303,11 +264,9 @@ async def close_registration(
     deliberation = await _load(session, tenant_id, deliberation_id)
     seats = await repository.seats_taken(session, tenant_id, deliberation_id)
     await _step(
-        session, deliberation, "close_registration", actor, kinds, payload={"registered": seats}, now=moment
+        session, deliberation, "close_registration", actor, kinds, payload={"registered": seats}, at=moment
     )
-    await cancel_timers(
-        session, tenant_id=tenant_id, subject_id=deliberation_id, kinds=[REGISTRATION_TIMER], now=moment
-    )
+    await cancel_for(session, deliberation, [REGISTRATION_TIMER], moment)
     return deliberation
 
 
@@ -340,7 +299,7 @@ async def mark_attendance(
             seated[registration_id].attended_at = moment
             marked += 1
     await _step(
-        session, deliberation, "attend", actor, kinds, public=False, payload={"marked": marked}, now=moment
+        session, deliberation, "attend", actor, kinds, public=False, payload={"marked": marked}, at=moment
     )
     return deliberation
 
@@ -356,7 +315,7 @@ async def open_voting(
 ) -> Deliberation:
     moment = _now(now)
     deliberation = await _load(session, tenant_id, deliberation_id)
-    await _step(session, deliberation, "open_voting", actor, kinds, now=moment)
+    await _step(session, deliberation, "open_voting", actor, kinds, at=moment)
     await _notify_registrants(
         session,
         deliberation,
@@ -408,15 +367,12 @@ async def close_voting(
         actor,
         kinds,
         payload={**tally, "quorum_met": deliberation.quorum_met, "passed": deliberation.passed},
-        now=moment,
+        at=moment,
     )
-    await cancel_timers(
-        session, tenant_id=tenant_id, subject_id=deliberation_id, kinds=[VOTING_TIMER], now=moment
-    )
-    await notify(
+    await cancel_for(session, deliberation, [VOTING_TIMER], moment)
+    await notify_about(
         session,
-        tenant_id=tenant_id,
-        scope=deliberation.scope,
+        deliberation,
         kind="deliberation.tallied",
         title=f"“{deliberation.topic}”投票结束，待公布",
         source=f"deliberation:{deliberation.id}:tallied",
@@ -444,13 +400,12 @@ async def publish(
         "quorum_met": deliberation.quorum_met,
         "passed": deliberation.passed,
     }
-    await _step(session, deliberation, "publish", actor, kinds, payload=result, now=moment)
+    await _step(session, deliberation, "publish", actor, kinds, payload=result, at=moment)
     deliberation.published_at = moment
     verdict = "通过" if deliberation.passed else "未通过"
-    await notify(
+    await notify_about(
         session,
-        tenant_id=tenant_id,
-        scope=deliberation.scope,
+        deliberation,
         kind="deliberation.published",
         title=f"“{deliberation.topic}”表决结果：{verdict}",
         source=f"deliberation:{deliberation.id}:published",
@@ -479,14 +434,8 @@ async def cancel(
 ) -> Deliberation:
     moment = _now(now)
     deliberation = await _load(session, tenant_id, deliberation_id)
-    await _step(session, deliberation, "cancel", actor, kinds, note=reason, now=moment)
-    await cancel_timers(
-        session,
-        tenant_id=tenant_id,
-        subject_id=deliberation_id,
-        kinds=[REGISTRATION_TIMER, VOTING_TIMER],
-        now=moment,
-    )
+    await _step(session, deliberation, "cancel", actor, kinds, note=reason, at=moment)
+    await cancel_for(session, deliberation, [REGISTRATION_TIMER, VOTING_TIMER], moment)
     await _notify_registrants(session, deliberation, "cancelled", f"“{deliberation.topic}”已取消：{reason}")
     return deliberation
 
@@ -599,10 +548,7 @@ async def register(
     status = "registered" if seats < deliberation.capacity else "waitlisted"
     if registration is None:
         registration = Registration(
-            tenant_id=tenant_id,
-            deliberation_id=deliberation_id,
-            scope=deliberation.scope,
-            owner_principal=principal,
+            **same_place(deliberation), deliberation_id=deliberation_id, owner_principal=principal
         )
         session.add(registration)
     registration.display_name = participant.display_name.strip()
@@ -622,7 +568,7 @@ async def register(
         [RESIDENT],
         public=False,
         payload={"registration_id": registration.id, "status": status},
-        now=moment,
+        at=moment,
     )
     return registration
 
@@ -647,10 +593,9 @@ async def withdraw(
     promoted = await repository.first_waitlisted(session, tenant_id, deliberation_id) if freed else None
     if promoted is not None:
         promoted.status, promoted.promoted_at = "registered", moment
-        await notify(
+        await notify_about(
             session,
-            tenant_id=tenant_id,
-            scope=deliberation.scope,
+            deliberation,
             kind="deliberation.promoted",
             title=f"您已从候补转为“{deliberation.topic}”的正式参会人",
             recipient=promoted.owner_principal,
@@ -666,7 +611,7 @@ async def withdraw(
         [RESIDENT],
         public=False,
         payload={"registration_id": registration.id, "promoted": promoted.id if promoted else None},
-        now=moment,
+        at=moment,
     )
     return registration
 
@@ -693,10 +638,9 @@ async def vote(
     if await repository.ballot_of(session, tenant_id, registration.id) is not None:
         raise Conflict("you have voted already", field="id")
     ballot = Ballot(
-        tenant_id=tenant_id,
+        **same_place(deliberation),
         deliberation_id=deliberation_id,
         registration_id=registration.id,
-        scope=deliberation.scope,
         owner_principal=principal,
         choice=choice,
         cast_at=moment,
@@ -712,6 +656,6 @@ async def vote(
         [RESIDENT],
         public=False,
         payload={"registration_id": registration.id},
-        now=moment,
+        at=moment,
     )
     return ballot

@@ -11,30 +11,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.mediation.models import MediationCase, MediationLevel, MediationParty, MediationSession
 from services.requests.models import Request, RequestSettings
+from services.workflow.repository import Instances
 from tenants.models import RoleAssignment, Station
 
-
-async def get(
-    session: AsyncSession, tenant_id: int, case_id: int, *, lock: bool = False
-) -> MediationCase | None:
-    statement = select(MediationCase).where(MediationCase.tenant_id == tenant_id, MediationCase.id == case_id)
-    if lock:
-        # Under RLS a locking read passes the update policy too: a case the caller may only read is absent.
-        statement = statement.with_for_update()
-    found: MediationCase | None = await session.scalar(statement)
-    return found
-
-
-async def listing(
-    session: AsyncSession, tenant_id: int, *, states: Sequence[str] | None, limit: int
-) -> list[MediationCase]:
-    statement = select(MediationCase).where(MediationCase.tenant_id == tenant_id)
-    if states:
-        statement = statement.where(MediationCase.state.in_(list(states)))
-    rows = await session.scalars(
-        statement.order_by(MediationCase.opened_at.desc(), MediationCase.id.desc()).limit(limit)
-    )
-    return list(rows.all())
+_CASES = Instances(MediationCase, newest_by=MediationCase.opened_at)
+get = _CASES.get
+listing = _CASES.listing
 
 
 async def current_level(

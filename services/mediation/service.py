@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,13 +27,11 @@ from services.mediation.models import (
     MediationParty,
     MediationSession,
 )
-from services.notifications.dispatch import notify
 from services.reach import Target, not_found, reaches
 from services.requests.calendar import load_calendar
-from services.timers.service import cancel as cancel_timers
-from services.timers.service import schedule
 from services.workflow.machine import SYSTEM, IllegalTransition, StateMachine, stay, step
-from services.workflow.service import advance
+from services.workflow.rows import cancel_for, notify_about, same_place, schedule_for
+from services.workflow.service import StepDetails, advance
 from tenants.context import PRINCIPAL_PATTERN, TenantContext
 from tenants.roles import Role
 
@@ -145,60 +143,39 @@ async def _step(
     actor: str,
     kinds: Iterable[str],
     *,
-    note: str | None = None,
-    public: bool = True,
-    payload: dict[str, Any] | None = None,
     effects: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
-    now: datetime,
+    **details: Unpack[StepDetails],
 ) -> None:
-    """Take a declared step of the case (`services.workflow.advance`); `effects` are its other changes,
-    made once the step is allowed."""
-    await advance(
-        session,
-        MACHINE,
-        case,
-        name,
-        actor=actor,
-        actor_kinds=kinds,
-        note=note,
-        public=public,
-        payload={"level": case.level, **(payload or {})},
-        at=now,
-        effects=effects,
-    )
+    """Take a declared step of the case (`services.workflow.advance`), recording the level it was taken
+    at; `effects` are its other changes, made once the step is allowed."""
+    details["payload"] = {"level": case.level, **(details.get("payload") or {})}
+    await advance(session, MACHINE, case, name, actor=actor, actor_kinds=kinds, effects=effects, **details)
 
 
 async def _tell_parties(session: AsyncSession, case: MediationCase, event: str, title: str) -> None:
     """A notice to the staff of the case's station, and one to each party with an account."""
     payload = {"case_id": case.id, "level": case.level, "state": case.state}
-    await notify(
-        session,
-        tenant_id=case.tenant_id,
-        scope=case.scope,
-        kind=f"mediation.{event}",
-        title=title,
-        source=f"mediation:{case.id}:{event}",
-        payload=payload,
-    )
+    source = f"mediation:{case.id}:{event}"
+    readers: list[tuple[str | None, str]] = [(None, source)]
     for party in await repository.parties(session, case.tenant_id, [case.id]):
         if party.owner_principal:
-            await notify(
-                session,
-                tenant_id=case.tenant_id,
-                scope=case.scope,
-                kind=f"mediation.{event}",
-                title=title,
-                recipient=party.owner_principal,
-                source=f"mediation:{case.id}:{event}:party:{party.id}",
-                payload=payload,
-            )
+            readers.append((party.owner_principal, f"{source}:party:{party.id}"))
+    for recipient, reader_source in readers:
+        await notify_about(
+            session,
+            case,
+            kind=f"mediation.{event}",
+            title=title,
+            recipient=recipient,
+            source=reader_source,
+            payload=payload,
+        )
 
 
 async def _tell_mediator(session: AsyncSession, case: MediationCase, mediator: str, **extra: object) -> None:
-    await notify(
+    await notify_about(
         session,
-        tenant_id=case.tenant_id,
-        scope=case.scope,
+        case,
         kind="mediation.assigned",
         title=f"调解案件 {case.id} 由您在第 {case.level} 级调解",
         recipient=mediator,
@@ -218,9 +195,8 @@ async def _start_level(
 ) -> MediationLevel:
     due_at = await _due_at(session, case, level, now)
     row = MediationLevel(
-        tenant_id=case.tenant_id,
+        **same_place(case),
         case_id=case.id,
-        scope=case.scope,
         level=level,
         mediator=mediator,
         departments=list(departments),
@@ -231,16 +207,8 @@ async def _start_level(
     case.level, case.mediator, case.level_due_at = level, mediator, due_at
     if level == 3:
         case.departments = list(departments)
-    await schedule(
-        session,
-        tenant_id=case.tenant_id,
-        scope=case.scope,
-        kind=DEADLINE_TIMER,
-        subject_id=case.id,
-        key=f"mediation:{case.id}:level:{level}",
-        due_at=due_at,
-        payload={"level": level},
-    )
+    key = f"mediation:{case.id}:level:{level}"
+    await schedule_for(session, case, kind=DEADLINE_TIMER, key=key, due_at=due_at, payload={"level": level})
     if mediator is not None:
         await _tell_mediator(session, case, mediator, due_at=due_at.isoformat())
     return row
@@ -313,9 +281,8 @@ async def open_case(
     async def start() -> None:
         session.add_all(
             MediationParty(
-                tenant_id=actor.tenant_id,
+                **same_place(case),
                 case_id=case.id,
-                scope=case.scope,
                 name=p.name.strip(),
                 role=p.role,
                 owner_principal=p.principal,
@@ -327,7 +294,7 @@ async def open_case(
         await session.flush()
 
     payload = {"type": case.case_type}
-    await _step(session, case, "open", actor.principal, kinds, payload=payload, effects=start, now=moment)
+    await _step(session, case, "open", actor.principal, kinds, payload=payload, effects=start, at=moment)
     await _tell_parties(session, case, "opened", f"调解案件 {case.id} 已受理（社区调解）")
     return case
 
@@ -345,9 +312,8 @@ async def record_session(
 ) -> MediationSession:
     case = await _load(session, tenant_id, case_id)
     sitting = MediationSession(
-        tenant_id=tenant_id,
+        **same_place(case),
         case_id=case.id,
-        scope=case.scope,
         level=case.level,
         held_on=held_on,
         notes=notes,
@@ -362,7 +328,7 @@ async def record_session(
         await session.flush()
         return {"session_id": sitting.id, "held_on": held_on.isoformat()}
 
-    await _step(session, case, "record_session", actor, kinds, public=False, effects=sit, now=_now(None))
+    await _step(session, case, "record_session", actor, kinds, public=False, effects=sit, at=_now(None))
     return sitting
 
 
@@ -385,7 +351,7 @@ async def assign_mediator(
         await _tell_mediator(session, case, mediator)
 
     payload = {"mediator": mediator}
-    await _step(session, case, "assign_mediator", actor, kinds, payload=payload, effects=name, now=_now(now))
+    await _step(session, case, "assign_mediator", actor, kinds, payload=payload, effects=name, at=_now(now))
     return case
 
 
@@ -428,11 +394,9 @@ async def record_outcome(
         level = await _running_level(session, case)
         level.outcome, level.agreement, level.ended_at = "agreement", text, moment
         case.agreement, case.closed_at = text, moment
-        await cancel_timers(
-            session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment
-        )
+        await cancel_for(session, case, [DEADLINE_TIMER], moment)
 
-    await _step(session, case, "settle", actor, kinds, note=note, effects=settle, now=moment)
+    await _step(session, case, "settle", actor, kinds, note=note, effects=settle, at=moment)
     await _tell_parties(session, case, "resolved", f"调解案件 {case.id} 达成协议（第 {case.level} 级）")
     return case
 
@@ -467,9 +431,7 @@ async def _escalate(
         running = await _running_level(session, case)
         running.outcome, running.ended_at = cause, now
         if cause == "failed":
-            await cancel_timers(
-                session, tenant_id=case.tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=now
-            )
+            await cancel_for(session, case, [DEADLINE_TIMER], now)
         if running.level == 1:
             # The double-list skills match is not built yet: the deputy assigned to the station, or one named.
             chosen = deputy or await repository.station_deputy(session, case.tenant_id, case.scope)
@@ -493,7 +455,7 @@ async def _escalate(
         )
         return {"cause": cause}
 
-    await _step(session, case, ON_FAILURE[case.level], actor, kinds, note=note, effects=move_up, now=now)
+    await _step(session, case, ON_FAILURE[case.level], actor, kinds, note=note, effects=move_up, at=now)
 
 
 async def withdraw(
@@ -512,10 +474,8 @@ async def withdraw(
     async def close() -> None:
         level = await _running_level(session, case)
         level.ended_at = case.closed_at = moment
-        await cancel_timers(
-            session, tenant_id=tenant_id, subject_id=case.id, kinds=[DEADLINE_TIMER], now=moment
-        )
+        await cancel_for(session, case, [DEADLINE_TIMER], moment)
 
-    await _step(session, case, "withdraw", actor, kinds, note=reason, effects=close, now=moment)
+    await _step(session, case, "withdraw", actor, kinds, note=reason, effects=close, at=moment)
     await _tell_parties(session, case, "withdrawn", f"调解案件 {case.id} 已撤回")
     return case

@@ -17,6 +17,7 @@ from services.meetings.models import ActionItem, Meeting
 from services.meetings.steps import Notice, announce_later, load_meeting, meeting_step, own_row, take
 from services.timers import service as timers
 from services.workflow.machine import IllegalTransition
+from services.workflow.rows import same_place
 
 
 async def assign_actions(
@@ -40,9 +41,8 @@ async def assign_actions(
                 raise InvalidInput("an action item's due date must lie in the future", field="items")
             created.append(
                 ActionItem(
-                    tenant_id=meeting.tenant_id,
+                    **same_place(meeting),
                     meeting_id=meeting.id,
-                    scope=meeting.scope,
                     party_kind=assignee.kind,
                     owner_principal=assignee.principal,
                     title=text(item.title, "items", 300),

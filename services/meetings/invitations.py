@@ -33,13 +33,13 @@ from services.meetings.steps import (
     take,
 )
 from services.workflow.machine import IllegalTransition
+from services.workflow.rows import same_place
 
 
 def _invitation(meeting: Meeting, invited: Party, **given: Any) -> Invitation:
     return Invitation(
-        tenant_id=meeting.tenant_id,
+        **same_place(meeting),
         meeting_id=meeting.id,
-        scope=meeting.scope,
         party_kind=invited.kind,
         owner_principal=invited.principal,
         name=invited.name,

@@ -49,16 +49,7 @@ async def announce(session: AsyncSession, tenant_id: int, meeting_id: int, event
         kind = str(event.payload.get("kind", event.workflow))
         for recipient, scope in recipients(event, meeting, held):
             source = f"meeting:{meeting_id}:event:{event.id}:{recipient or 'staff'}"
-            if not await repository.add_notice(
-                session,
-                tenant_id=tenant_id,
-                meeting_id=meeting_id,
-                scope=meeting.scope,
-                event_id=event.id,
-                kind=kind,
-                recipient=recipient,
-                source=source,
-            ):
+            if not await repository.add_notice(session, meeting, event.id, kind, recipient, source):
                 continue
             await notify(
                 session,

@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 from services.meetings.models import ActionItem, Invitation, Meeting, MeetingNotice
 from services.requests.models import Request
 from services.workflow.models import WorkflowEvent
+from services.workflow.rows import same_place
 from tenants.models import RoleAssignment, Station
 
 Lock = Literal["update", "share"] | None
@@ -144,29 +145,19 @@ async def events(session: AsyncSession, tenant_id: int, ids: Sequence[int]) -> l
 
 
 async def add_notice(
-    session: AsyncSession,
-    *,
-    tenant_id: int,
-    meeting_id: int,
-    scope: str,
-    event_id: int,
-    kind: str,
-    recipient: str | None,
-    source: str,
+    session: AsyncSession, meeting: Meeting, event_id: int, kind: str, recipient: str | None, source: str
 ) -> bool:
-    """Log a notice; False when `source` was logged before (it has been sent already)."""
+    """Log a notice of one of the meeting's steps; False when `source` was logged before (it has been sent
+    already)."""
+    statement = insert(MeetingNotice).values(
+        **same_place(meeting),
+        meeting_id=meeting.id,
+        event_id=event_id,
+        kind=kind,
+        recipient=recipient,
+        source=source,
+    )
     result = await session.execute(
-        insert(MeetingNotice)
-        .values(
-            tenant_id=tenant_id,
-            meeting_id=meeting_id,
-            scope=scope,
-            event_id=event_id,
-            kind=kind,
-            recipient=recipient,
-            source=source,
-        )
-        .on_conflict_do_nothing(index_elements=["tenant_id", "source"])
-        .returning(MeetingNotice.id)
+        statement.on_conflict_do_nothing(index_elements=["tenant_id", "source"]).returning(MeetingNotice.id)
     )
     return result.first() is not None

@@ -5,6 +5,7 @@ when it passes again after an escalation."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,9 +15,10 @@ from services.requests.lifecycle import LEVELS, OPEN_STATES, REQUEST, RESOLVED, 
 from services.requests.models import Request, RequestSettings
 from services.requests.notices import tell_assignee, tell_staff, tell_submitter
 from services.timers.models import Timer
-from services.timers.service import TimerSpec, cancel, handles, schedule, schedule_many
+from services.timers.service import TimerSpec, handles, schedule_many
 from services.workflow.machine import SYSTEM
-from services.workflow.service import record
+from services.workflow.rows import cancel_for, schedule_for
+from services.workflow.service import advance
 
 RESPONSE_SOON, RESPONSE_OVERDUE = "request.response_due_soon", "request.response_overdue"
 RESOLUTION_SOON, RESOLUTION_OVERDUE = "request.resolution_due_soon", "request.resolution_overdue"
@@ -60,12 +62,10 @@ async def schedule_deadlines(session: AsyncSession, request: Request, settings: 
 
 
 async def schedule_auto_close(session: AsyncSession, request: Request, resolved_at: datetime) -> None:
-    await schedule(
+    await schedule_for(
         session,
-        tenant_id=request.tenant_id,
-        scope=request.scope,
+        request,
         kind=AUTO_CLOSE,
-        subject_id=request.id,
         key=f"request:{request.id}:{AUTO_CLOSE}:{request.resolution_round}",
         due_at=resolved_at + AUTO_CLOSE_AFTER,
         payload={"round": request.resolution_round},
@@ -73,12 +73,11 @@ async def schedule_auto_close(session: AsyncSession, request: Request, resolved_
 
 
 async def cancel_response(session: AsyncSession, request: Request, now: datetime) -> None:
-    await cancel(session, tenant_id=request.tenant_id, subject_id=request.id, kinds=RESPONSE_KINDS, now=now)
+    await cancel_for(session, request, RESPONSE_KINDS, now)
 
 
 async def cancel_all(session: AsyncSession, request: Request, now: datetime) -> None:
-    kinds = (*RESPONSE_KINDS, *RESOLUTION_KINDS, AUTO_CLOSE)
-    await cancel(session, tenant_id=request.tenant_id, subject_id=request.id, kinds=kinds, now=now)
+    await cancel_for(session, request, (*RESPONSE_KINDS, *RESOLUTION_KINDS, AUTO_CLOSE), now)
 
 
 async def _watched(
@@ -108,50 +107,48 @@ async def escalate(
     """One level up (community → deputy → department) with a new deadline there, counted in
     `escalations`. Only a missed deadline colours it: yellow the first time, red once a deadline was
     missed again; otherwise the deadline it was due by no longer stands, so neither does its blue."""
-    REQUEST.check("escalate", request.state, actor_kinds, note)
-    settings = await repository.settings_of(session, request.tenant_id)
-    calendar = await load_calendar(session, request.tenant_id, settings.timezone)
-    from_state, from_level = request.state, request.level
-    if reason == DEADLINE:
-        request.supervision = "red" if request.supervision in {"yellow", "red"} else "yellow"
-        request.overdue = True
-    elif request.supervision == "blue":
-        request.supervision = "none"
-    request.escalations += 1
-    if request.level < len(LEVELS) - 1:
-        request.level += 1
-        request.responsible = LEVELS[request.level]
-        if request.responsible == "deputy":
-            request.assignee = await repository.deputy_of(session, request.tenant_id, request.scope)
-        else:
-            request.assignee = None
-            request.department = request.department or settings.default_department
-    request.state = "assigned"
-    request.resolution_due_at = calendar.deadline(now, settings.escalation_days)
-    request.updated_at = now
-    await cancel_response(session, request, now)
-    event = await record(
-        session,
-        REQUEST,
-        tenant_id=request.tenant_id,
-        subject_id=request.id,
-        scope=request.scope,
-        step="escalate",
-        from_state=from_state,
-        to_state=request.state,
-        actor=actor,
-        note=note,
-        public=note_public,
-        payload={
+    from_level = request.level
+
+    async def move_up() -> dict[str, Any]:
+        settings = await repository.settings_of(session, request.tenant_id)
+        calendar = await load_calendar(session, request.tenant_id, settings.timezone)
+        if reason == DEADLINE:
+            request.supervision = "red" if request.supervision in {"yellow", "red"} else "yellow"
+            request.overdue = True
+        elif request.supervision == "blue":
+            request.supervision = "none"
+        request.escalations += 1
+        if request.level < len(LEVELS) - 1:
+            request.level += 1
+            request.responsible = LEVELS[request.level]
+            if request.responsible == "deputy":
+                request.assignee = await repository.deputy_of(session, request.tenant_id, request.scope)
+            else:
+                request.assignee = None
+                request.department = request.department or settings.default_department
+        request.resolution_due_at = calendar.deadline(now, settings.escalation_days)
+        request.updated_at = now
+        await cancel_response(session, request, now)
+        await schedule_resolution(session, request, settings)
+        return {
             "reason": reason,
             "from_level": from_level,
             "to_level": request.level,
             "supervision": request.supervision,
-        },
+        }
+
+    event = await advance(
+        session,
+        REQUEST,
+        request,
+        "escalate",
+        actor=actor,
+        actor_kinds=actor_kinds,
+        note=note,
+        public=note_public,
         at=now,
+        effects=move_up,
     )
-    await session.flush()  # the event's id keys the notices below
-    await schedule_resolution(session, request, settings)
     key = f"event:{event.id}"
     await tell_staff(
         session, request, "request.escalated", f"诉求 {request.ticket} 已升级督办", note, key=key
@@ -160,62 +157,50 @@ async def escalate(
     await tell_submitter(session, request, key, "诉求已升级办理", note if note_public else None)
 
 
+async def _warn(session: AsyncSession, request: Request | None, deadline: str, key: str) -> None:
+    """Blue: the response or resolution `deadline` is near, and nothing has coloured the request yet."""
+    if request is not None and request.supervision == "none":
+        request.supervision = "blue"
+        title = f"诉求 {request.ticket} 即将超过{deadline}时限"
+        await tell_staff(session, request, "request.due_soon", title, "", key=key)
+
+
+async def _escalate_overdue(session: AsyncSession, request: Request | None, now: datetime, note: str) -> None:
+    if request is not None:
+        await escalate(
+            session,
+            request,
+            now,
+            actor=SYSTEM,
+            actor_kinds={SYSTEM},
+            note=note,
+            reason=DEADLINE,
+            note_public=True,
+        )
+
+
 @handles(RESPONSE_SOON)
 async def response_due_soon(session: AsyncSession, timer: Timer, now: datetime) -> None:
     request = await _watched(session, timer, UNANSWERED, "response_due_at")
-    if request is not None and request.supervision == "none":
-        request.supervision = "blue"
-        await tell_staff(
-            session,
-            request,
-            "request.due_soon",
-            f"诉求 {request.ticket} 即将超过响应时限",
-            "",
-            key="response",
-        )
+    await _warn(session, request, "响应", "response")
 
 
 @handles(RESOLUTION_SOON)
 async def resolution_due_soon(session: AsyncSession, timer: Timer, now: datetime) -> None:
     request = await _watched(session, timer, OPEN_STATES, "resolution_due_at")
-    if request is not None and request.supervision == "none":
-        request.supervision = "blue"
-        key = f"resolution:{timer.id}"
-        await tell_staff(
-            session, request, "request.due_soon", f"诉求 {request.ticket} 即将超过办理时限", "", key=key
-        )
+    await _warn(session, request, "办理", f"resolution:{timer.id}")
 
 
 @handles(RESPONSE_OVERDUE)
 async def response_overdue(session: AsyncSession, timer: Timer, now: datetime) -> None:
     request = await _watched(session, timer, UNANSWERED, "response_due_at")
-    if request is not None:
-        await escalate(
-            session,
-            request,
-            now,
-            actor=SYSTEM,
-            actor_kinds={SYSTEM},
-            note="超过响应时限未受理，升级督办",
-            reason=DEADLINE,
-            note_public=True,
-        )
+    await _escalate_overdue(session, request, now, "超过响应时限未受理，升级督办")
 
 
 @handles(RESOLUTION_OVERDUE)
 async def resolution_overdue(session: AsyncSession, timer: Timer, now: datetime) -> None:
     request = await _watched(session, timer, OPEN_STATES, "resolution_due_at")
-    if request is not None:
-        await escalate(
-            session,
-            request,
-            now,
-            actor=SYSTEM,
-            actor_kinds={SYSTEM},
-            note="超过办理时限未办结，升级督办",
-            reason=DEADLINE,
-            note_public=True,
-        )
+    await _escalate_overdue(session, request, now, "超过办理时限未办结，升级督办")
 
 
 @handles(AUTO_CLOSE)
@@ -223,20 +208,9 @@ async def auto_close(session: AsyncSession, timer: Timer, now: datetime) -> None
     request = await repository.get(session, timer.tenant_id, timer.subject_id, for_update=True)
     if request.state != RESOLVED or request.resolution_round != timer.payload.get("round"):
         return
-    REQUEST.check("close", request.state, {SYSTEM})
-    request.state, request.closed_at, request.updated_at = "closed", now, now
-    event = await record(
-        session,
-        REQUEST,
-        tenant_id=request.tenant_id,
-        subject_id=request.id,
-        scope=request.scope,
-        step="close",
-        from_state=RESOLVED,
-        to_state="closed",
-        actor=SYSTEM,
-        note="评价期满未评价，自动办结",
-        at=now,
+    note = "评价期满未评价，自动办结"
+    event = await advance(
+        session, REQUEST, request, "close", actor=SYSTEM, actor_kinds={SYSTEM}, note=note, at=now
     )
-    await session.flush()
+    request.closed_at, request.updated_at = now, now
     await tell_submitter(session, request, f"event:{event.id}", "诉求已办结")

@@ -28,7 +28,7 @@ from services.requests.deadlines import schedule_deadlines
 from services.requests.lifecycle import REQUEST, SUBMITTED
 from services.requests.models import Request
 from services.requests.notices import tell_assignee, tell_staff, tell_submitter
-from services.requests.progress import PublicProgress, PublicStep, agency_of, progress_of
+from services.requests.progress import PublicProgress, PublicStep, progress_of, public_progress
 from services.requests.repository import DuplicateHint
 from services.requests.routing import route
 from services.workflow.service import record
@@ -292,29 +292,16 @@ async def submit(
     await record(
         session,
         REQUEST,
-        tenant_id=tenant_id,
-        subject_id=request.id,
-        scope=scope,
-        step="submit",
+        request,
+        "submit",
         from_state=None,
-        to_state=SUBMITTED,
         actor=submission.owner_principal or f"channel:{submission.channel}",
         note=note,
         payload={"channel": submission.channel, "routed": routed, "responsible": routed_to.responsible},
         at=now,
     )
     station = placement.station.name if placement is not None else None
-    progress = PublicProgress(
-        ticket=request.ticket,
-        category=category.name,
-        state=request.state,
-        submitted_at=request.submitted_at,
-        response_due_at=request.response_due_at,
-        resolution_due_at=request.resolution_due_at,
-        station=station,
-        agency=agency_of(request, station),
-        steps=(PublicStep(now, "submit", SUBMITTED, note),),
-    )
+    progress = public_progress(request, category.name, station, (PublicStep(now, "submit", SUBMITTED, note),))
     return Receipt(
         request.id,
         request.ticket,

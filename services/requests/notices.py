@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.notifications.dispatch import notify
 from services.requests.models import Request, RequestFollower
+from services.workflow.rows import NoticeDetails, notify_about
 
 _PHONE = re.compile(r"[^0-9]")
+PROGRESS = "request.progress"
 
 
 def submitter_address(request: Request) -> str | None:
@@ -26,38 +28,39 @@ def submitter_address(request: Request) -> str | None:
     return None
 
 
-def _payload(request: Request) -> dict[str, object]:
-    return {"request_id": request.id, "ticket": request.ticket, "state": request.state}
+async def _send(
+    session: AsyncSession,
+    request: Request,
+    reader: str,
+    kind: str,
+    title: str,
+    **details: Unpack[NoticeDetails],
+) -> None:
+    """One notice about the request, with its id, ticket and state (and whatever `payload` adds); `reader`
+    names whom it is for in its source, so each reader is told of each step once."""
+    extra = details.get("payload") or {}
+    details["payload"] = {"request_id": request.id, "ticket": request.ticket, "state": request.state, **extra}
+    source = f"request:{request.id}:{reader}"
+    await notify_about(session, request, kind=kind, title=title, source=source, **details)
 
 
 async def tell_staff(
     session: AsyncSession, request: Request, kind: str, title: str, body: str, *, key: str = ""
 ) -> None:
-    await notify(
-        session,
-        tenant_id=request.tenant_id,
-        scope=request.scope,
-        kind=kind,
-        title=title,
-        body=body,
-        payload=_payload(request),
-        source=f"request:{request.id}:{kind}:{key or request.state}",
-    )
+    await _send(session, request, f"{kind}:{key or request.state}", kind, title, body=body)
 
 
 async def tell_assignee(session: AsyncSession, request: Request, key: str) -> None:
     if request.assignee is None:
         return
-    await notify(
+    await _send(
         session,
-        tenant_id=request.tenant_id,
-        scope=request.scope,
-        kind="request.assigned",
-        title=f"请处理诉求 {request.ticket}",
+        request,
+        f"assignee:{key}",
+        "request.assigned",
+        f"请处理诉求 {request.ticket}",
         body=request.description[:200],
         recipient=request.assignee,
-        payload=_payload(request),
-        source=f"request:{request.id}:assignee:{key}",
     )
 
 
@@ -67,33 +70,18 @@ async def tell_submitter(
     recipient = submitter_address(request)
     if recipient is None:
         return
-    await notify(
-        session,
-        tenant_id=request.tenant_id,
-        scope=request.scope,
-        kind="request.progress",
-        title=f"{title}（{request.ticket}）",
-        body=note or "",
-        recipient=recipient,
-        payload=_payload(request),
-        source=f"request:{request.id}:submitter:{key}",
-    )
+    shown = f"{title}（{request.ticket}）"
+    await _send(session, request, f"submitter:{key}", PROGRESS, shown, body=note or "", recipient=recipient)
 
 
 async def tell_followers(
     session: AsyncSession, request: Request, followers: Sequence[RequestFollower], key: str, title: str
 ) -> None:
     """The submitters of the requests merged into this one (their address was kept when they were merged)."""
+    shown = f"{title}（{request.ticket}）"
     for follower in followers:
         if follower.recipient is None:
             continue
-        await notify(
-            session,
-            tenant_id=request.tenant_id,
-            scope=request.scope,
-            kind="request.progress",
-            title=f"{title}（{request.ticket}）",
-            recipient=follower.recipient,
-            payload={**_payload(request), "merged_id": follower.merged_id},
-            source=f"request:{request.id}:follower:{follower.merged_id}:{key}",
-        )
+        reader = f"follower:{follower.merged_id}:{key}"
+        merged = {"merged_id": follower.merged_id}
+        await _send(session, request, reader, PROGRESS, shown, recipient=follower.recipient, payload=merged)

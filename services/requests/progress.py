@@ -119,17 +119,29 @@ async def progress_of(session: AsyncSession, request: Request, *, depth: int = 0
         into = await session.get(Request, (request.tenant_id, request.merged_into_id))
         if into is not None:
             survivor = await progress_of(session, into, depth=depth + 1)
+    category = await repository.category_name(session, request.tenant_id, request.category_id)
+    return public_progress(request, category, station, public_steps(events), survivor)
+
+
+def public_progress(
+    request: Request,
+    category: str,
+    station: str | None,
+    steps: tuple[PublicStep, ...],
+    merged_into: PublicProgress | None = None,
+) -> PublicProgress:
+    """What the public sees of a request: its own fields, with the names and steps given."""
     return PublicProgress(
         ticket=request.ticket,
-        category=await repository.category_name(session, request.tenant_id, request.category_id),
+        category=category,
         state=request.state,
         submitted_at=request.submitted_at,
         response_due_at=request.response_due_at,
         resolution_due_at=request.resolution_due_at,
         station=station,
         agency=agency_of(request, station),
-        steps=public_steps(events),
-        merged_into=survivor,
+        steps=steps,
+        merged_into=merged_into,
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geo.heat import DEFAULT_RATING_THRESHOLD
 from services.errors import InvalidInput
 from services.reach import not_found
-from services.requests.lifecycle import OPEN_STATES
+from services.requests.lifecycle import OPEN_STATES, UNANSWERED
 from services.requests.models import (
     Holiday,
     Request,
@@ -24,6 +24,7 @@ from services.requests.models import (
     RequestSettings,
     RoutingRule,
 )
+from services.workflow.rows import same_place
 
 DEFAULT_CITY_MARGIN_METERS = 1000
 
@@ -166,6 +167,24 @@ class Rule:
     responsible: str
     department: str | None
     assignee: str | None
+
+
+async def unrouted(session: AsyncSession, tenant_id: int, limit: int) -> list[Request]:
+    """The manual-routing queue: requests outside every grid cell, still unanswered, with a point to locate
+    again; oldest first, locked (those another transaction holds are skipped)."""
+    statement = (
+        select(Request)
+        .where(
+            Request.tenant_id == tenant_id,
+            Request.station_id.is_(None),
+            Request.geom.is_not(None),
+            Request.state.in_(sorted(UNANSWERED)),
+        )
+        .order_by(Request.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list((await session.scalars(statement)).all())
 
 
 async def routing_rule(
@@ -402,9 +421,8 @@ async def add_followers(
         known.add(merged_id)
         session.add(
             RequestFollower(
-                tenant_id=survivor.tenant_id,
+                **same_place(survivor),
                 request_id=survivor.id,
-                scope=survivor.scope,
                 merged_id=merged_id,
                 owner_principal=owner,
                 recipient=address,

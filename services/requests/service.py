@@ -50,6 +50,7 @@ from services.requests.notices import (
 )
 from services.workflow.machine import SYSTEM
 from services.workflow.models import WorkflowEvent
+from services.workflow.rows import same_place
 from services.workflow.service import advance
 from tenants.context import TenantContext, scope_is_within
 from tenants.models import Station, Street
@@ -151,13 +152,20 @@ async def accept(
     if request.supervision == "blue":
         request.supervision = "none"
     await cancel_response(session, request, moment)
-    await tell_submitter(session, request, f"event:{event.id}", "诉求已受理", _shown(event))
+    await _tell_of_step(session, request, event, "诉求已受理")
     return request
 
 
-def _shown(event: WorkflowEvent) -> str | None:
-    """The note a submitter is told: only one marked public."""
-    return event.note if event.public else None
+async def _tell_of_step(session: AsyncSession, request: Request, event: WorkflowEvent, title: str) -> None:
+    """Tell the submitter of the step, with its note only when that is marked public."""
+    await tell_submitter(session, request, f"event:{event.id}", title, event.note if event.public else None)
+
+
+async def _answered(session: AsyncSession, request: Request, moment: datetime) -> None:
+    """The first step that answers the request stops its response deadline."""
+    if request.responded_at is None:
+        request.responded_at = moment
+        await cancel_response(session, request, moment)
 
 
 async def assign(
@@ -200,11 +208,9 @@ async def assign(
         note_public=note_public,
         payload={"assignee": assignee, "responsible": request.responsible},
     )
-    if request.responded_at is None:
-        request.responded_at = moment
-        await cancel_response(session, request, moment)
+    await _answered(session, request, moment)
     await tell_assignee(session, request, f"event:{event.id}")
-    await tell_submitter(session, request, f"event:{event.id}", "诉求已交办", _shown(event))
+    await _tell_of_step(session, request, event, "诉求已交办")
     return request
 
 
@@ -221,10 +227,8 @@ async def start(
     moment = _now(now)
     request = await _get(session, actor, tenant_id, request_id)
     event = await _step(session, actor, request, "start", moment, note=note, note_public=note_public)
-    if request.responded_at is None:
-        request.responded_at = moment
-        await cancel_response(session, request, moment)
-    await tell_submitter(session, request, f"event:{event.id}", "诉求正在办理", _shown(event))
+    await _answered(session, request, moment)
+    await _tell_of_step(session, request, event, "诉求正在办理")
     return request
 
 
@@ -245,16 +249,11 @@ async def resolve(
     request.resolved_at = moment
     await _stop_the_clocks(session, request, moment)
     await schedule_auto_close(session, request, moment)
-    key = f"event:{event.id}"
-    await tell_submitter(session, request, key, "诉求已办理完毕，请评价", _shown(event))
+    title = "诉求已办理完毕，请评价"
+    await _tell_of_step(session, request, event, title)
     # The submitters of requests merged into this one may rate it too.
-    await tell_followers(
-        session,
-        request,
-        await repository.followers(session, tenant_id, request.id),
-        key,
-        "诉求已办理完毕，请评价",
-    )
+    followers = await repository.followers(session, tenant_id, request.id)
+    await tell_followers(session, request, followers, f"event:{event.id}", title)
     return request
 
 
@@ -399,7 +398,7 @@ async def reject(
     request = await _get(session, actor, tenant_id, request_id)
     event = await _step(session, actor, request, "reject", moment, note=note, note_public=note_public)
     await _stop_the_clocks(session, request, moment)
-    await tell_submitter(session, request, f"event:{event.id}", "诉求不予受理", _shown(event))
+    await _tell_of_step(session, request, event, "诉求不予受理")
     return request
 
 
@@ -540,9 +539,8 @@ async def rate(
     comment = _note(comment)
     session.add(
         RequestRating(
-            tenant_id=tenant_id,
+            **same_place(request),
             request_id=request.id,
-            scope=request.scope,
             resolution_round=request.resolution_round,
             score=score,
             solved=solved,

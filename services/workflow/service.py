@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypedDict, Unpack
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,46 +14,61 @@ from services.workflow.machine import StateMachine
 from services.workflow.models import WorkflowEvent
 
 
+class WorkflowInstance(Protocol):
+    """What a step needs of a workflow's row: where it lives and the state it is in."""
+
+    tenant_id: int
+    id: int
+    scope: str
+    state: str
+
+
+class StepDetails(TypedDict, total=False):
+    """What a step records besides who took it: its note, whether the public history shows it, what else
+    it says (its audit link says it too), and when it was taken (now, unless given)."""
+
+    note: str | None
+    public: bool
+    payload: dict[str, Any] | None
+    at: datetime | None
+
+
 async def record(
     session: AsyncSession,
     machine: StateMachine,
-    *,
-    tenant_id: int,
-    subject_id: int,
-    scope: str,
+    instance: WorkflowInstance,
     step: str,
+    *,
     from_state: str | None,
-    to_state: str,
     actor: str,
-    note: str | None = None,
-    public: bool = True,
-    payload: dict[str, Any] | None = None,
-    at: datetime | None = None,
+    **details: Unpack[StepDetails],
 ) -> WorkflowEvent:
+    """Record a step that left `instance` in its present state: the history row and its audit link."""
+    note, payload = details.get("note"), details.get("payload") or {}
     event = WorkflowEvent(
-        tenant_id=tenant_id,
-        scope=scope,
+        tenant_id=instance.tenant_id,
+        scope=instance.scope,
         workflow=machine.name,
-        subject_id=subject_id,
+        subject_id=instance.id,
         step=step,
         from_state=from_state,
-        to_state=to_state,
+        to_state=instance.state,
         actor=actor,
         note=note,
-        public=public,
-        payload=payload or {},
-        at=at or datetime.now(UTC),
+        public=details.get("public", True),
+        payload=payload,
+        at=details.get("at") or datetime.now(UTC),
     )
     session.add(event)
     await session.flush()  # the event's id keys the notices its step asks for
     await append(
         session,
-        tenant_id=tenant_id,
+        tenant_id=instance.tenant_id,
         actor=actor,
         action=f"{machine.name}.{step}",
-        subject=f"{machine.name}:{subject_id}",
-        scope=scope,
-        payload={"from": from_state, "to": to_state, "note": note, **(payload or {})},
+        subject=f"{machine.name}:{instance.id}",
+        scope=instance.scope,
+        payload={"from": from_state, "to": instance.state, "note": note, **payload},
     )
     return event
 
@@ -94,15 +109,6 @@ async def histories(
     return found
 
 
-class WorkflowInstance(Protocol):
-    """What `advance` needs of a workflow's row: where it lives and the state it is in."""
-
-    tenant_id: int
-    id: int
-    scope: str
-    state: str
-
-
 async def advance(
     session: AsyncSession,
     machine: StateMachine,
@@ -111,11 +117,8 @@ async def advance(
     *,
     actor: str,
     actor_kinds: Iterable[str],
-    note: str | None = None,
-    public: bool = True,
-    payload: dict[str, Any] | None = None,
-    at: datetime | None = None,
     effects: Callable[[], Awaitable[dict[str, Any] | None]] | None = None,
+    **details: Unpack[StepDetails],
 ) -> WorkflowEvent:
     """Take one declared step: check it against the machine (a typed error if the state or the actor does
     not allow it), move the instance to the step's target, and record it with its audit link.
@@ -124,26 +127,12 @@ async def advance(
     the session; it is added and flushed (for its id) once it is in the step's target state.
     `effects` runs after the check and the move, before the record: the step's other changes, which may
     still refuse it with a typed error; what it returns joins the payload."""
-    transition = machine.check(step, instance.state, actor_kinds, note)
+    transition = machine.check(step, instance.state, actor_kinds, details.get("note"))
     from_state = instance.state
     instance.state = transition.to(from_state)
     if from_state is None:
         session.add(instance)
         await session.flush()
     if effects is not None:
-        payload = {**(payload or {}), **(await effects() or {})}
-    return await record(
-        session,
-        machine,
-        tenant_id=instance.tenant_id,
-        subject_id=instance.id,
-        scope=instance.scope,
-        step=step,
-        from_state=from_state,
-        to_state=instance.state,
-        actor=actor,
-        note=note,
-        public=public,
-        payload=payload,
-        at=at,
-    )
+        details["payload"] = {**(details.get("payload") or {}), **(await effects() or {})}
+    return await record(session, machine, instance, step, from_state=from_state, actor=actor, **details)
