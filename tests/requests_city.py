@@ -9,18 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shapely import MultiPolygon, box
+from shapely import MultiPolygon, Polygon, box
 from sqlalchemy import select
 
 from deploy.seed import seed_synthetic
-from geo.boundaries import BoundaryLevel, add_grid_cell, set_boundary
+from geo.boundaries import BoundaryLevel, set_boundary
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.identity import Assignment, create_user
 from tenants.models import District, Station, Street
-from tenants.roles import Role
-from tests.helpers import Api, TenantInfo
+from tests.helpers import Api, TenantInfo, add_square_cell, create_station_user
 
 ORIGIN_LON, ORIGIN_LAT, SIZE = 116.40, 39.90, 0.01
 DISTRICT_WEST, DISTRICT_WIDTH = 116.38, 0.04
@@ -96,23 +94,11 @@ async def build_city(database: Database, code: str) -> City:
             )
         for k, row in enumerate(rows):
             square = box(ORIGIN_LON + SIZE * k, ORIGIN_LAT, ORIGIN_LON + SIZE * (k + 1), ORIGIN_LAT + SIZE)
-            cell = await add_grid_cell(
-                session,
-                tenant_id=tenant.tenant_id,
-                station_id=row.id,
-                station_scope=row.scope,
-                code=f"G{k}",
-                name=f"网格{k}",
-                geometry=MultiPolygon([square]),
+            cell = await add_square_cell(
+                session, tenant.tenant_id, (row.id, row.scope), f"G{k}", f"网格{k}", square
             )
-            deputy = await create_user(
-                session,
-                tenant.tenant_id,
-                username=f"deputy{k}",
-                password="deputy-password",
-                display_name=f"代表{k}",
-                home_scope=row.scope,
-                assignments=[Assignment(Role.DEPUTY, row.scope)],
+            deputy = await create_station_user(
+                session, tenant.tenant_id, row.scope, f"deputy{k}", f"代表{k}", password="deputy-password"
             )
             stations.append(
                 StationInfo(
@@ -127,6 +113,17 @@ async def build_city(database: Database, code: str) -> City:
                 )
             )
     return City(tenant, stations)
+
+
+async def add_cell(database: Database, city: City, k: int, code: str, name: str, square: Polygon) -> int:
+    """A further grid cell of station k covering `square`, added by the system; its id."""
+    station = city.stations[k]
+    async with unit_of_work(
+        database, TenantContext.whole_tenant(city.tenant.tenant_id, "system:test")
+    ) as session:
+        return await add_square_cell(
+            session, city.tenant.tenant_id, (station.id, station.scope), code, name, square
+        )
 
 
 # Through /graphql: the requests API as its clients use it.

@@ -29,58 +29,38 @@ no targets: figures are recorded as measured. Figures go to the `geography` key 
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import math
 import os
-import platform
 import random
 import re
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 import psycopg
-from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import event
 
-from deploy import migrate, runtime
-from deploy.seed import seed_synthetic
-from deploy.settings import REPO_ROOT, Settings, load
+from deploy import migrate
+from deploy.settings import Settings, load
 from geo.assignment import COVERING_CELL
 from geo.bulk import DEFAULT_BATCH_SIZE, AssignReport, PointsTable, assign_points, batch_statements
 from geo.tiles import LAYERS, tile_parameters, tile_statement
-from schema.app import create_app
 from tenants.context import TenantContext, city_scope
 from tenants.db import Database
 from tenants.rls import Visibility, policy_statements
 from tenants.roles import Role
-from tests.bench.hierarchy import (
-    BenchError,
-    admin_execute,
-    api_server,
-    cpu_model,
-    server_version,
-    summary,
-    table,
-    versions,
-    with_database,
-    write_output,
-)
+from tests.bench import common
 
 BENCH_DATABASE = "liaison_geobench"
-TENANT = "geobench"
-DISTRICTS, STREETS, STATIONS, SEED = 36, 16, 16, 1
+CITY = common.City("geobench", districts=36, streets=16, stations=16, seed=1)
 MIN_GRID_CELLS = 60_000
 PRINCIPAL = "operator:geobench"
 DEFAULT_POINTS = 1_000_000
@@ -90,7 +70,6 @@ APP_TABLE, BARE_TABLE = "bench_points", "bench_points_bare"
 BREAKDOWN_POINTS = 100_000
 ZOOMS = (10, 12, 14)
 WARMUP = 5
-DEFAULT_OUTPUT = Path("tests/bench/results.json")
 
 LOCATE_QUERY = (
     "query($lon: Float!, $lat: Float!) { locate(lon: $lon, lat: $lat) { unassigned "
@@ -140,22 +119,7 @@ console = Console()
 T = TypeVar("T")
 
 
-# Setup and teardown (the hierarchy benchmark's, with this benchmark's database).
-
-
-@contextmanager
-def bench_database(settings: Settings) -> Iterator[Settings]:
-    """A fresh database, dropped afterwards; yields settings pointing at it."""
-    name = sql.Identifier(BENCH_DATABASE)
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-    admin_execute(settings, drop)
-    admin_execute(settings, sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield Settings(
-            DATABASE_URL=with_database(settings.database_url, BENCH_DATABASE), APP_DATABASE_URL=None
-        )
-    finally:
-        admin_execute(settings, drop)
+# Setup.
 
 
 @dataclass(frozen=True)
@@ -178,72 +142,38 @@ class Dataset:
         return min(east - west, north - south) / 2
 
 
-def superuser_url(settings: Settings) -> str:
-    return with_database(settings.database_url, BENCH_DATABASE)
-
-
 def prepare(settings: Settings) -> Dataset:
     """Migrate, seed the synthetic tenant with shapes and grid cells (timed), ANALYZE (timed)."""
     migrate.upgrade(settings)
-
-    async def seed() -> tuple[int | None, dict[str, int]]:
-        database = Database(settings.app_url)
-        try:
-            result = await seed_synthetic(
-                database,
-                TENANT,
-                districts=DISTRICTS,
-                streets=STREETS,
-                stations=STATIONS,
-                seed=SEED,
-                shapes=True,
-                grid_cells=True,
-            )
-            shapes = result.shapes
-            counts = (
-                {}
-                if shapes is None
-                else {
-                    "districts": shapes.districts,
-                    "streets": shapes.streets,
-                    "stations": shapes.stations,
-                    "grid_cells": shapes.grid_cells,
-                }
-            )
-            return await database.tenant_id_for(TENANT), counts
-        finally:
-            await database.dispose()
-
     started = time.perf_counter()
-    tenant_id, shapes = asyncio.run(seed())
+    seeded = common.seed_city(settings, CITY, shapes=True)
     seed_seconds = time.perf_counter() - started
-    if tenant_id is None:
-        raise BenchError(f"tenant {TENANT!r} was not created")
+    tenant_id, counts = seeded.tenant_id, seeded.shapes
+    shapes = (
+        {}
+        if counts is None
+        else {
+            "districts": counts.districts,
+            "streets": counts.streets,
+            "stations": counts.stations,
+            "grid_cells": counts.grid_cells,
+        }
+    )
     if shapes.get("grid_cells", 0) < MIN_GRID_CELLS:
-        raise BenchError(f"the tenant has {shapes.get('grid_cells')} grid cells, fewer than {MIN_GRID_CELLS}")
-    with psycopg.connect(superuser_url(settings), autocommit=True) as connection:
-        started = time.perf_counter()
-        connection.execute("ANALYZE")
-        analyze_seconds = time.perf_counter() - started
+        raise common.BenchError(
+            f"the tenant has {shapes.get('grid_cells')} grid cells, fewer than {MIN_GRID_CELLS}"
+        )
+    analyze_seconds = common.maintain(settings, "ANALYZE")
+    with psycopg.connect(common.superuser_url(settings), autocommit=True) as connection:
         row = connection.execute(
             "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e) FROM (SELECT ST_Extent(geom) AS e "
             "FROM boundaries WHERE tenant_id = %s AND level = 'district') x",
             (tenant_id,),
         ).fetchone()
     if row is None or row[0] is None:
-        raise BenchError("the tenant has no district shapes")
+        raise common.BenchError("the tenant has no district shapes")
     bbox = (float(row[0]), float(row[1]), float(row[2]), float(row[3]))
     return Dataset(tenant_id, shapes, bbox, seed_seconds, analyze_seconds)
-
-
-def issue_token(settings: Settings, tenant_id: int) -> str:
-    return runtime.token_codec(settings).issue(
-        sub=PRINCIPAL,
-        tenant=TENANT,
-        scopes=[city_scope(tenant_id)],
-        roles=[Role.CITY_ADMIN.value],
-        ttl=timedelta(hours=2),
-    )
 
 
 _NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
@@ -291,7 +221,7 @@ def round_robin(
         reference = answers[names[0]]
         for name, answer in answers.items():
             if name not in unchecked and answer != reference:
-                raise BenchError(
+                raise common.BenchError(
                     f"{name} answered {answer!r:.200} where {names[0]} answered {reference!r:.200}"
                 )
     return samples
@@ -325,10 +255,10 @@ def locate_points(dataset: Dataset, count: int) -> list[tuple[float, float]]:
 
 def graphql_answer(status: int, body: bytes) -> LocateAnswer:
     if status != 200:
-        raise BenchError(f"locate: HTTP {status}: {body[:300]!r}")
+        raise common.BenchError(f"locate: HTTP {status}: {body[:300]!r}")
     answer = json.loads(body)
     if answer.get("errors") or answer.get("data") is None:
-        raise BenchError(f"locate: GraphQL errors: {answer.get('errors')}")
+        raise common.BenchError(f"locate: GraphQL errors: {answer.get('errors')}")
     found = answer["data"]["locate"]
     if found["gridCell"] is None:
         return None
@@ -341,32 +271,15 @@ def graphql_answer(status: int, body: bytes) -> LocateAnswer:
 
 
 def count_locate_statements(settings: Settings, token: str, point: tuple[float, float]) -> dict[str, int]:
-    """Statements one locate request runs, counted in-process on the app's engine (the second request)."""
-
-    async def count() -> dict[str, int]:
-        config = runtime.api_config(settings)
-        app = create_app(config)
-        statements: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            statements.append(statement)
-
-        event.listen(config.database.engine.sync_engine, "before_cursor_execute", record)
-        body = json.dumps({"query": LOCATE_QUERY, "variables": {"lon": point[0], "lat": point[1]}})
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                for _ in range(2):
-                    statements.clear()
-                    response = await client.post("/graphql", content=body, headers=headers)
-                    graphql_answer(response.status_code, response.content)
-        finally:
-            await config.database.dispose()
-        set_local = sum(s.lstrip().upper().startswith("SET LOCAL") for s in statements)
-        return {"total": len(statements), "excluding_set_local": len(statements) - set_local}
-
-    return asyncio.run(count())
+    """Statements one locate request runs, counted in-process on the app's engine."""
+    body = json.dumps({"query": LOCATE_QUERY, "variables": {"lon": point[0], "lat": point[1]}})
+    counts = common.count_request_statements(
+        settings,
+        token,
+        {"locate": body},
+        lambda _, response: graphql_answer(response.status_code, response.content),
+    )
+    return counts["locate"].figures()
 
 
 @dataclass(frozen=True)
@@ -397,13 +310,13 @@ def bench_locate(c: Connections, dataset: Dataset, iterations: int) -> dict[str,
         response = post(LOCATE_CELL_QUERY, {"lon": point[0], "lat": point[1]})
         answer = response.json() if response.status_code == 200 else {}
         if answer.get("errors") or answer.get("data") is None:
-            raise BenchError(f"locate (cell only): {response.status_code} {response.text[:300]}")
+            raise common.BenchError(f"locate (cell only): {response.status_code} {response.text[:300]}")
         return answer["data"]["locate"]["gridCell"]
 
     def floor(point: tuple[float, float]) -> Any:
         response = post(FLOOR_QUERY, None)
         if response.status_code != 200:
-            raise BenchError(f"{{ __typename }}: HTTP {response.status_code}")
+            raise common.BenchError(f"{{ __typename }}: HTTP {response.status_code}")
         return response.content
 
     def bare(connection: psycopg.Connection[Any], set_local: str) -> Callable[[tuple[float, float]], Any]:
@@ -429,7 +342,7 @@ def bench_locate(c: Connections, dataset: Dataset, iterations: int) -> dict[str,
     samples = round_robin(
         variants, points, iterations, ("graphql_locate_cell_only", "graphql_floor_typename")
     )
-    timings = {name: summary(values) for name, values in samples.items()}
+    timings = {name: common.summary(values) for name, values in samples.items()}
     covered = sum(graphql(point) is not None for point in points[:200])
     return {
         "points": len(points),
@@ -481,37 +394,71 @@ def dense_tiles(dataset: Dataset, z: int) -> list[Tile]:
     return tiles
 
 
-def bench_tiles(c: Connections, dataset: Dataset, iterations: int) -> dict[str, Any]:
-    layer = LAYERS["grid"]
-    statement = psycopg_sql(tile_statement(layer).text)
-    scopes = [city_scope(dataset.tenant_id)]
+def time_tiles(
+    c: Connections,
+    name: str,
+    path: Callable[[Tile], str],
+    statement: str,
+    params: Callable[[Tile], dict[str, Any]],
+    tiles: list[Tile],
+    iterations: int,
+) -> dict[str, Any]:
+    """GET `path(tile)` with the token against `statement` run directly as the app role under RLS and as
+    the owner, round-robin over `tiles` (the bytes must be identical): the timings of the variants
+    http_{name}, sql_{name}_app_rls and sql_{name}_owner, and their ratios."""
     headers = {"authorization": f"Bearer {c.token}"}
 
     def http(tile: Tile) -> bytes:
-        z, x, y = tile
-        response = c.client.get(f"{c.base_url}/tiles/grid/{z}/{x}/{y}.mvt", headers=headers)
+        response = c.client.get(f"{c.base_url}{path(tile)}", headers=headers)
         if response.status_code != 200:
-            raise BenchError(f"tile {tile}: HTTP {response.status_code}: {response.text[:200]}")
+            raise common.BenchError(f"{name} {tile}: HTTP {response.status_code}: {response.text[:200]}")
         return response.content
-
-    def params(tile: Tile) -> dict[str, Any]:
-        z, x, y = tile
-        return tile_parameters(layer, tenant_id=dataset.tenant_id, scopes=scopes, z=z, x=x, y=y)
 
     def bare(connection: psycopg.Connection[Any], set_local: str) -> Callable[[Tile], bytes]:
         def run(tile: Tile) -> bytes:
             row = run_in_transaction(connection, set_local, statement, params(tile))
             if row is None:
-                raise BenchError(f"tile {tile}: no row")
+                raise common.BenchError(f"{name} {tile}: no row")
             return bytes(row[0] or b"")
 
         return run
+
+    http_name, app_name, owner_name = f"http_{name}", f"sql_{name}_app_rls", f"sql_{name}_owner"
+    variants: dict[str, Callable[[Tile], bytes]] = {
+        http_name: http,
+        app_name: bare(c.app, c.app_set_local),
+        owner_name: bare(c.owner, c.set_local),
+    }
+    samples = round_robin(variants, tiles, iterations)
+    timings = {variant: common.summary(values) for variant, values in samples.items()}
+    return {
+        "timings_ms": timings,
+        "ratios": {
+            "http_vs_sql_owner": ratio(timings, http_name, owner_name),
+            "http_vs_sql_app_rls": ratio(timings, http_name, app_name),
+            "rls_overhead": ratio(timings, app_name, owner_name),
+        },
+    }
+
+
+def bench_tiles(c: Connections, dataset: Dataset, iterations: int) -> dict[str, Any]:
+    layer = LAYERS["grid"]
+    statement = psycopg_sql(tile_statement(layer).text)
+    scopes = [city_scope(dataset.tenant_id)]
+
+    def path(tile: Tile) -> str:
+        z, x, y = tile
+        return f"/tiles/grid/{z}/{x}/{y}.mvt"
+
+    def params(tile: Tile) -> dict[str, Any]:
+        z, x, y = tile
+        return tile_parameters(layer, tenant_id=dataset.tenant_id, scopes=scopes, z=z, x=x, y=y)
 
     results: dict[str, Any] = {}
     for z in ZOOMS:
         tiles = dense_tiles(dataset, z)
         if not tiles:
-            raise BenchError(f"no tile at z {z} lies inside the city")
+            raise common.BenchError(f"no tile at z {z} lies inside the city")
         described = []
         for tile in tiles:
             row = run_in_transaction(c.owner, c.set_local, statement, params(tile))
@@ -519,23 +466,8 @@ def bench_tiles(c: Connections, dataset: Dataset, iterations: int) -> dict[str, 
             described.append(
                 {"tile": list(tile), "features": int(row[1]), "truncated": bool(row[2]), "bytes": len(row[0])}
             )
-        variants: dict[str, Callable[[Tile], bytes]] = {
-            f"http_tile_z{z}": http,
-            f"sql_tile_z{z}_app_rls": bare(c.app, c.app_set_local),
-            f"sql_tile_z{z}_owner": bare(c.owner, c.set_local),
-        }
-        samples = round_robin(variants, tiles, iterations)
-        timings = {name: summary(values) for name, values in samples.items()}
-        results[f"z{z}"] = {
-            "tiles": described,
-            "iterations": iterations,
-            "timings_ms": timings,
-            "ratios": {
-                "http_vs_sql_owner": ratio(timings, f"http_tile_z{z}", f"sql_tile_z{z}_owner"),
-                "http_vs_sql_app_rls": ratio(timings, f"http_tile_z{z}", f"sql_tile_z{z}_app_rls"),
-                "rls_overhead": ratio(timings, f"sql_tile_z{z}_app_rls", f"sql_tile_z{z}_owner"),
-            },
-        }
+        measured = time_tiles(c, f"tile_z{z}", path, statement, params, tiles, iterations)
+        results[f"z{z}"] = {"tiles": described, "iterations": iterations, **measured}
     return results
 
 
@@ -589,8 +521,7 @@ def load_points(owner: psycopg.Connection[Any], dataset: Dataset, count: int) ->
 
 def checkpoint(settings: Settings) -> None:
     """So that neither bulk run pays for the other's dirty pages."""
-    with psycopg.connect(superuser_url(settings), autocommit=True) as connection:
-        connection.execute("CHECKPOINT")
+    common.maintain(settings, "CHECKPOINT")
 
 
 def assign_as_app(
@@ -703,9 +634,9 @@ def bench_bulk(c: Connections, settings: Settings, dataset: Dataset, count: int)
         "WHERE a.grid_cell_id IS DISTINCT FROM b.grid_cell_id"
     ).fetchone()
     if differ is None or differ[0] != 0:
-        raise BenchError(f"assign_points and the bare UPDATE disagree on {differ} points")
+        raise common.BenchError(f"assign_points and the bare UPDATE disagree on {differ} points")
     if report.points != count or updated != count:
-        raise BenchError(f"{report.points} points assigned and {updated} updated, expected {count}")
+        raise common.BenchError(f"{report.points} points assigned and {updated} updated, expected {count}")
     console.log(f"where the time goes, on {min(count, BREAKDOWN_POINTS):,} points")
     parts = breakdown(c.owner, settings, tenant_id, min(count, BREAKDOWN_POINTS))
     return {
@@ -743,7 +674,7 @@ def postgres_facts(connection: psycopg.Connection[Any]) -> dict[str, Any]:
     ).fetchall()
     version = connection.execute("SELECT postgis_lib_version(), postgis_geos_version()").fetchone()
     return {
-        "postgresql": server_version(connection),
+        "postgresql": common.server_version(connection),
         "postgis": version[0] if version else "unknown",
         "geos": version[1] if version else "unknown",
         "settings": {str(name): str(value) for name, value in rows},
@@ -754,11 +685,13 @@ def run(points: int, locate_iterations: int, tile_iterations: int) -> dict[str, 
     started_at = datetime.now(UTC)
     started = time.perf_counter()
     load_before = os.getloadavg()
-    with bench_database(load()) as settings:
+    with common.bench_database(load(), BENCH_DATABASE) as settings:
         console.log("migrating and seeding the synthetic tenant (shapes and grid cells)")
         dataset = prepare(settings)
         console.log(f"{dataset.shapes['grid_cells']:,} grid cells seeded in {dataset.seed_seconds:.1f} s")
-        token = issue_token(settings, dataset.tenant_id)
+        token = common.issue_token(
+            settings, CITY.tenant, PRINCIPAL, [city_scope(dataset.tenant_id)], Role.CITY_ADMIN
+        )
         centre = dataset.centre
         statements = count_locate_statements(settings, token, centre)
         context = TenantContext.whole_tenant(dataset.tenant_id, PRINCIPAL)
@@ -768,7 +701,7 @@ def run(points: int, locate_iterations: int, tile_iterations: int) -> dict[str, 
             psycopg.connect(settings.owner_url, autocommit=True) as owner,
         ):
             facts = postgres_facts(owner)
-            with api_server(settings) as base_url:
+            with common.api_server(settings) as base_url:
                 c = Connections(
                     client,
                     base_url,
@@ -794,22 +727,9 @@ def run(points: int, locate_iterations: int, tile_iterations: int) -> dict[str, 
     return {
         "date": started_at.isoformat(timespec="seconds"),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            **facts,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "packages": versions(),
-        },
+        "machine": common.machine(load_before, facts),
         "dataset": {
-            "tenant": TENANT,
-            "districts": DISTRICTS,
-            "streets_per_district": STREETS,
-            "stations_per_street": STATIONS,
-            "seed": SEED,
+            **CITY.dataset(),
             "shapes": dataset.shapes,
             "bbox": [round(value, 6) for value in dataset.bbox],
             "seeding_seconds": round(dataset.seed_seconds, 1),
@@ -838,14 +758,10 @@ def run(points: int, locate_iterations: int, tile_iterations: int) -> dict[str, 
 
 
 def print_figures(figures: dict[str, Any], out: Console) -> None:
-    timings = table("geography benchmark: latencies (ms)", "measurement", "p50", "p95", "min", "n")
     groups = [figures["locate"]["timings_ms"], *(zoom["timings_ms"] for zoom in figures["tiles"].values())]
-    for group in groups:
-        for name, values in group.items():
-            timings.add_row(name, *(f"{values[key]:.2f}" for key in ("p50", "p95", "min")), str(values["n"]))
-    out.print(timings)
+    out.print(common.timings_table("geography benchmark: latencies (ms)", groups))
 
-    ratios = table("ratios (p50 over p50; bulk: wall-clock time)", "ratio", "value")
+    ratios = common.table("ratios (p50 over p50; bulk: wall-clock time)", "ratio", "value")
     for name, value in figures["locate"]["ratios"].items():
         ratios.add_row(f"locate {name}", f"{value:.3f}")
     for zoom, tile in figures["tiles"].items():
@@ -855,18 +771,20 @@ def print_figures(figures: dict[str, Any], out: Console) -> None:
     out.print(ratios)
 
     bulk = figures["bulk"]
-    rows = table(f"bulk assignment of {bulk['points']:,} points", "variant", "seconds", "points/s")
+    rows = common.table(f"bulk assignment of {bulk['points']:,} points", "variant", "seconds", "points/s")
     for name in ("assign_points_app_rls", "bare_update_owner"):
         rows.add_row(name, f"{bulk[name]['seconds']:.1f}", f"{bulk[name]['points_per_second']:,}")
     out.print(rows)
     parts = bulk["breakdown"]
-    where = table(f"where a point's time goes (first {parts['points']:,} points, owner)", "part", "µs/point")
+    where = common.table(
+        f"where a point's time goes (first {parts['points']:,} points, owner)", "part", "µs/point"
+    )
     for name, value in parts.items():
         if isinstance(value, dict):
             where.add_row(name, f"{value['us_per_point']:.1f}")
     out.print(where)
 
-    tiles = table("tiles measured", "zoom", "tiles", "features (min–max)", "truncated", "bytes (max)")
+    tiles = common.table("tiles measured", "zoom", "tiles", "features (min–max)", "truncated", "bytes (max)")
     for zoom, tile in figures["tiles"].items():
         described = tile["tiles"]
         features = [item["features"] for item in described]
@@ -893,29 +811,20 @@ def print_figures(figures: dict[str, Any], out: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.bench.geography", description="The geography benchmark."
-    )
+    parser = common.argument_parser("geography", "The geography benchmark.")
     parser.add_argument("--points", type=int, default=DEFAULT_POINTS, help="points of the bulk assignment")
     parser.add_argument("--locate-iterations", type=int, default=300, help="timed locate iterations")
     parser.add_argument("--tile-iterations", type=int, default=45, help="timed iterations per zoom")
-    parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file, relative to the repo root"
-    )
     args = parser.parse_args(argv)
     for name in ("points", "locate_iterations", "tile_iterations"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    output: Path = args.output if args.output.is_absolute() else REPO_ROOT / args.output
-    try:
-        figures = run(args.points, args.locate_iterations, args.tile_iterations)
-    except BenchError as error:
-        console.print(f"[red]benchmark failed:[/] {error}")
-        return 1
-    write_output(output, figures, key="geography")
-    print_figures(figures, console)
-    console.print(f"written to {output}")
-    return 0
+    return common.measure_and_record(
+        lambda: run(args.points, args.locate_iterations, args.tile_iterations),
+        args.output,
+        "geography",
+        print_figures,
+    )
 
 
 if __name__ == "__main__":

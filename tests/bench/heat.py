@@ -24,16 +24,13 @@ tests/bench/results.json.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import os
-import platform
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,41 +38,30 @@ import psycopg
 from psycopg import sql
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from sqlalchemy import event
 
-from deploy import migrate, runtime
-from deploy.seed import seed_synthetic
+from deploy import migrate
 from deploy.seed_requests import seed_synthetic_requests
-from deploy.settings import REPO_ROOT, Settings, load
+from deploy.settings import Settings, load
 from geo import heat
 from geo.tiles import heat_tile_parameters, heat_tile_statement
-from schema.app import create_app
 from schema.relay import encode_id
 from tenants.context import TenantContext
 from tenants.db import Database
 from tenants.roles import Role
-from tests.bench import geography
+from tests.bench import common, geography
 from tests.bench.geography import (
+    Connections,
+    Tile,
     postgres_facts,
     psycopg_sql,
     round_robin,
     run_in_transaction,
     tile_of,
-)
-from tests.bench.hierarchy import (
-    BenchError,
-    admin_execute,
-    api_server,
-    cpu_model,
-    summary,
-    table,
-    versions,
-    with_database,
-    write_output,
+    time_tiles,
 )
 
 BENCH_DATABASE = "liaison_heatbench"
-TENANT = geography.TENANT
+CITY = geography.CITY
 REQUESTS = 1_000_000
 DAYS = 365
 REQUESTS_SEED = 1
@@ -83,51 +69,30 @@ PRINCIPAL = "operator:heatbench"
 WINDOW_DAYS = 90
 H3_RESOLUTION = 9
 TILE_ZOOM = 12
-DEFAULT_OUTPUT = Path("tests/bench/results.json")
 console = Console()
 
 
 def database_exists(settings: Settings) -> bool:
-    with psycopg.connect(with_database(settings.database_url, "postgres"), autocommit=True) as connection:
+    with psycopg.connect(
+        common.with_database(settings.database_url, "postgres"), autocommit=True
+    ) as connection:
         row = connection.execute("SELECT 1 FROM pg_database WHERE datname = %s", (BENCH_DATABASE,)).fetchone()
     return row is not None
 
 
-def bench_settings(settings: Settings) -> Settings:
-    return Settings(DATABASE_URL=with_database(settings.database_url, BENCH_DATABASE), APP_DATABASE_URL=None)
-
-
-async def seed_city(settings: Settings) -> int:
-    database = Database(settings.app_url)
-    try:
-        result = await seed_synthetic(
-            database,
-            TENANT,
-            districts=geography.DISTRICTS,
-            streets=geography.STREETS,
-            stations=geography.STATIONS,
-            seed=geography.SEED,
-            shapes=True,
-            grid_cells=True,
-        )
-        return result.tenant_id
-    finally:
-        await database.dispose()
-
-
 def prepare(base: Settings) -> dict[str, Any]:
-    settings = bench_settings(base)
+    settings = common.bench_settings(base, BENCH_DATABASE)
     if not database_exists(base):
-        admin_execute(base, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
+        common.admin_execute(base, sql.SQL("CREATE DATABASE {}").format(sql.Identifier(BENCH_DATABASE)))
     migrate.upgrade(settings)
-    owner_url = with_database(settings.database_url, BENCH_DATABASE)
+    owner_url = common.superuser_url(settings)
     with psycopg.connect(owner_url, autocommit=True) as connection:
-        row = connection.execute("SELECT tenant_id FROM cities WHERE code = %s", (TENANT,)).fetchone()
+        row = connection.execute("SELECT tenant_id FROM cities WHERE code = %s", (CITY.tenant,)).fetchone()
     facts: dict[str, Any] = {}
     if row is None:
         console.log("seeding the synthetic city (the geography benchmark's)")
         started = time.perf_counter()
-        tenant_id = asyncio.run(seed_city(settings))
+        tenant_id = common.seed_city(settings, CITY, shapes=True).tenant_id
         facts["city_seconds"] = round(time.perf_counter() - started, 1)
     else:
         tenant_id = int(row[0])
@@ -147,7 +112,7 @@ def prepare(base: Settings) -> dict[str, Any]:
                     task = bar.add_task("requests", total=REQUESTS - have)
                     report = await seed_synthetic_requests(
                         database,
-                        TENANT,
+                        CITY.tenant,
                         REQUESTS - have,
                         DAYS,
                         REQUESTS_SEED,
@@ -158,15 +123,20 @@ def prepare(base: Settings) -> dict[str, Any]:
                 await database.dispose()
 
         facts["requests_seconds"] = round(asyncio.run(seed()), 1)
-        with psycopg.connect(owner_url, autocommit=True) as connection:
-            started = time.perf_counter()
-            connection.execute("VACUUM ANALYZE requests")
-            facts["analyze_seconds"] = round(time.perf_counter() - started, 1)
+        facts["analyze_seconds"] = round(common.maintain(settings, "VACUUM ANALYZE requests"), 1)
     facts["tenant_id"] = tenant_id
     return facts
 
 
 # The district and the window.
+
+
+def one_row(connection: psycopg.Connection[Any], statement: str, *params: Any) -> tuple[Any, ...]:
+    """The one row `statement` selects."""
+    row: tuple[Any, ...] | None = connection.execute(statement, params).fetchone()
+    if row is None:
+        raise common.BenchError(f"no row: {statement}")
+    return row
 
 
 def pick_district(owner: psycopg.Connection[Any], tenant_id: int) -> tuple[int, str, str]:
@@ -183,10 +153,10 @@ def pick_district(owner: psycopg.Connection[Any], tenant_id: int) -> tuple[int, 
 
 def graphql_features(response: httpx.Response) -> list[dict[str, Any]]:
     if response.status_code != 200:
-        raise BenchError(f"heatmap: HTTP {response.status_code}: {response.text[:300]}")
+        raise common.BenchError(f"heatmap: HTTP {response.status_code}: {response.text[:300]}")
     body = response.json()
     if body.get("errors") or body.get("data") is None:
-        raise BenchError(f"heatmap: GraphQL errors: {body.get('errors')}")
+        raise common.BenchError(f"heatmap: GraphQL errors: {body.get('errors')}")
     features: list[dict[str, Any]] = body["data"]["heatmap"]["features"]
     return features
 
@@ -197,66 +167,44 @@ HEATMAP_QUERY = (
 )
 
 
-def count_statements(settings: Settings, token: str, body: str) -> dict[str, int]:
-    """Statements one heatmap request runs, counted in-process on the app's engine (the second request)."""
-
-    async def count() -> dict[str, int]:
-        config = runtime.api_config(settings)
-        app = create_app(config)
-        statements: list[str] = []
-
-        def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            statements.append(statement)
-
-        event.listen(config.database.engine.sync_engine, "before_cursor_execute", record)
-        headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
-        try:
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                for _ in range(2):
-                    statements.clear()
-                    graphql_features(await client.post("/graphql", content=body, headers=headers))
-        finally:
-            await config.database.dispose()
-        set_local = sum(s.lstrip().upper().startswith("SET LOCAL") for s in statements)
-        return {"total": len(statements), "excluding_set_local": len(statements) - set_local}
-
-    return asyncio.run(count())
-
-
-def bench_heatmap(
-    client: httpx.Client,
-    base_url: str,
-    token: str,
-    app: psycopg.Connection[Any],
-    owner: psycopg.Connection[Any],
-    context: TenantContext,
-    window: heat.Window,
-    bucket: heat.Bucket,
-    iterations: int,
-) -> dict[str, Any]:
-    resolution = H3_RESOLUTION if bucket is heat.Bucket.H3 else None
+def heatmap_body(window: heat.Window, bucket: heat.Bucket) -> str:
+    """The heatmap request of `window` by `bucket` (H3 at H3_RESOLUTION)."""
     variables = {
         "from": window.start.isoformat(),
         "to": window.end.isoformat(),
-        "bucket": "H3" if resolution else "GRID_CELL",
-        "resolution": resolution,
+        "bucket": "H3" if bucket is heat.Bucket.H3 else "GRID_CELL",
+        "resolution": H3_RESOLUTION if bucket is heat.Bucket.H3 else None,
     }
-    body = json.dumps({"query": HEATMAP_QUERY, "variables": variables})
-    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    return json.dumps({"query": HEATMAP_QUERY, "variables": variables})
+
+
+def count_statements(settings: Settings, token: str, body: str) -> dict[str, int]:
+    """Statements one heatmap request runs, counted in-process on the app's engine."""
+    counts = common.count_request_statements(
+        settings, token, {"heatmap": body}, lambda _, response: graphql_features(response)
+    )
+    return counts["heatmap"].figures()
+
+
+def bench_heatmap(
+    c: Connections, window: heat.Window, bucket: heat.Bucket, iterations: int
+) -> dict[str, Any]:
+    resolution = H3_RESOLUTION if bucket is heat.Bucket.H3 else None
+    body = heatmap_body(window, bucket)
+    headers = {"authorization": f"Bearer {c.token}", "content-type": "application/json"}
     statement = psycopg_sql(heat.heat_statement(bucket, window.narrowing, False, False))
     values = heat.heat_parameters(window, bucket, resolution)
     name = bucket.value
 
     def graphql(_: int) -> Any:
-        features = graphql_features(client.post(f"{base_url}/graphql", content=body, headers=headers))
+        features = graphql_features(c.client.post(f"{c.base_url}/graphql", content=body, headers=headers))
         return [(f["id"], f["properties"]["total"]) for f in features]
 
     def bare(connection: psycopg.Connection[Any], set_local: str) -> Callable[[int], Any]:
         def run(_: int) -> Any:
             row = run_in_transaction(connection, set_local, statement, values)
             if row is None:
-                raise BenchError("heatmap SQL: no row")
+                raise common.BenchError("heatmap SQL: no row")
             features = json.loads(row[1])
             return [
                 (format(f["id"], "x") if resolution else f["id"], f["properties"]["total"]) for f in features
@@ -266,16 +214,16 @@ def bench_heatmap(
 
     variants: dict[str, Callable[[int], Any]] = {
         f"graphql_heatmap_{name}": graphql,
-        f"sql_heatmap_{name}_app_rls": bare(app, context.set_local_statement()),
-        f"sql_heatmap_{name}_owner": bare(owner, context.set_local_statement()),
+        f"sql_heatmap_{name}_app_rls": bare(c.app, c.app_set_local),
+        f"sql_heatmap_{name}_owner": bare(c.owner, c.set_local),
     }
     samples = round_robin(variants, [0], iterations)
-    timings = {key: summary(value) for key, value in samples.items()}
+    timings = {key: common.summary(value) for key, value in samples.items()}
     answer = graphql(0)
     return {
         "buckets": len(answer),
         "requests": sum(total for _, total in answer),
-        "response_bytes": len(client.post(f"{base_url}/graphql", content=body, headers=headers).content),
+        "response_bytes": len(c.client.post(f"{c.base_url}/graphql", content=body, headers=headers).content),
         "iterations": iterations,
         "timings_ms": timings,
         "ratios": {
@@ -357,7 +305,7 @@ def bench_rollup(
         )
     finally:
         owner.execute("DROP TABLE bench_heat_daily")
-    timings = {key: summary(value) for key, value in samples.items()}
+    timings = {key: common.summary(value) for key, value in samples.items()}
     return {
         "rows_requests": int(base[0]),
         "rows_rollup": int(found[0]),
@@ -382,73 +330,32 @@ def bench_rollup(
 
 
 def bench_tiles(
-    client: httpx.Client,
-    base_url: str,
-    token: str,
-    app: psycopg.Connection[Any],
-    owner: psycopg.Connection[Any],
-    context: TenantContext,
-    window: heat.Window,
-    centre: tuple[float, float],
-    iterations: int,
+    c: Connections, window: heat.Window, centre: tuple[float, float], iterations: int
 ) -> dict[str, Any]:
     statement = psycopg_sql(heat_tile_statement().text)
     _, x0, y0 = tile_of(centre[0], centre[1], TILE_ZOOM)
     tiles = [(TILE_ZOOM, x0 + dx, y0 + dy) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
     query = f"from={window.start.isoformat()}&to={window.end.isoformat()}".replace("+", "%2B")
-    headers = {"authorization": f"Bearer {token}"}
+    # What every tile's parameters take from the window (the caller and the time range).
+    of_window: dict[str, Any] = dict(
+        tenant_id=window.tenant_id, scopes=window.scopes, start=window.start, end=window.end
+    )
 
-    def params(tile: tuple[int, int, int]) -> dict[str, Any]:
+    def params(tile: Tile) -> dict[str, Any]:
         z, x, y = tile
-        return heat_tile_parameters(
-            tenant_id=context.tenant_id,
-            scopes=context.scopes,
-            z=z,
-            x=x,
-            y=y,
-            start=window.start,
-            end=window.end,
-        )
+        return heat_tile_parameters(z=z, x=x, y=y, **of_window)
 
-    def http(tile: tuple[int, int, int]) -> bytes:
+    def path(tile: Tile) -> str:
         z, x, y = tile
-        response = client.get(f"{base_url}/tiles/heat/{z}/{x}/{y}.mvt?{query}", headers=headers)
-        if response.status_code != 200:
-            raise BenchError(f"heat tile {tile}: HTTP {response.status_code}: {response.text[:200]}")
-        return response.content
-
-    def bare(connection: psycopg.Connection[Any], set_local: str) -> Callable[[tuple[int, int, int]], bytes]:
-        def run(tile: tuple[int, int, int]) -> bytes:
-            row = run_in_transaction(connection, set_local, statement, params(tile))
-            if row is None:
-                raise BenchError(f"heat tile {tile}: no row")
-            return bytes(row[0] or b"")
-
-        return run
+        return f"/tiles/heat/{z}/{x}/{y}.mvt?{query}"
 
     described = []
     for tile in tiles:
-        row = run_in_transaction(owner, context.set_local_statement(), statement, params(tile))
+        row = run_in_transaction(c.owner, c.set_local, statement, params(tile))
         assert row is not None
         described.append({"tile": list(tile), "features": int(row[1]), "bytes": len(row[0] or b"")})
-    variants: dict[str, Callable[[tuple[int, int, int]], bytes]] = {
-        f"http_heat_tile_z{TILE_ZOOM}": http,
-        f"sql_heat_tile_z{TILE_ZOOM}_app_rls": bare(app, context.set_local_statement()),
-        f"sql_heat_tile_z{TILE_ZOOM}_owner": bare(owner, context.set_local_statement()),
-    }
-    samples = round_robin(variants, tiles, iterations)
-    timings = {key: summary(value) for key, value in samples.items()}
-    http_name, app_name, owner_name = variants
-    return {
-        "tiles": described,
-        "iterations": iterations,
-        "timings_ms": timings,
-        "ratios": {
-            "http_vs_sql_owner": geography.ratio(timings, http_name, owner_name),
-            "http_vs_sql_app_rls": geography.ratio(timings, http_name, app_name),
-            "rls_overhead": geography.ratio(timings, app_name, owner_name),
-        },
-    }
+    measured = time_tiles(c, f"heat_tile_z{TILE_ZOOM}", path, statement, params, tiles, iterations)
+    return {"tiles": described, "iterations": iterations, **measured}
 
 
 def run(iterations: int, tile_iterations: int) -> dict[str, Any]:
@@ -457,7 +364,7 @@ def run(iterations: int, tile_iterations: int) -> dict[str, Any]:
     load_before = os.getloadavg()
     base = load()
     preparation = prepare(base)
-    settings = bench_settings(base)
+    settings = common.bench_settings(base, BENCH_DATABASE)
     tenant_id = int(preparation["tenant_id"])
     owner_url = settings.owner_url
     with (
@@ -467,77 +374,42 @@ def run(iterations: int, tile_iterations: int) -> dict[str, Any]:
     ):
         facts = postgres_facts(owner)
         district_id, district_code, scope = pick_district(owner, tenant_id)
-        row = owner.execute(
-            "SELECT max(submitted_at), count(*) FROM requests WHERE tenant_id = %s", (tenant_id,)
-        ).fetchone()
-        assert row is not None
-        end = row[0] + timedelta(seconds=1)
-        total_requests = int(row[1])
-        centre_row = owner.execute(
+        latest, total_requests = one_row(
+            owner, "SELECT max(submitted_at), count(*) FROM requests WHERE tenant_id = %s", tenant_id
+        )
+        end = latest + timedelta(seconds=1)
+        centre_row = one_row(
+            owner,
             "SELECT ST_X(c), ST_Y(c) FROM (SELECT ST_PointOnSurface(geom) AS c FROM boundaries "
             "WHERE tenant_id = %s AND level = 'district' AND node_id = %s AND valid_to IS NULL) x",
-            (tenant_id, district_id),
-        ).fetchone()
-        assert centre_row is not None
+            tenant_id,
+            district_id,
+        )
         window = heat.Window(tenant_id, (scope,), end - timedelta(days=WINDOW_DAYS), end)
         context = TenantContext(tenant_id, (scope,), PRINCIPAL)
-        token = runtime.token_codec(settings).issue(
-            sub=PRINCIPAL,
-            tenant=TENANT,
-            scopes=[scope],
-            roles=[Role.DISTRICT_STAFF.value],
-            ttl=timedelta(hours=2),
-        )
-        body = json.dumps(
-            {
-                "query": HEATMAP_QUERY,
-                "variables": {
-                    "from": window.start.isoformat(),
-                    "to": window.end.isoformat(),
-                    "bucket": "GRID_CELL",
-                },
-            }
-        )
-        statements = count_statements(settings, token, body)
-        with api_server(settings) as base_url:
+        token = common.issue_token(settings, CITY.tenant, PRINCIPAL, [scope], Role.DISTRICT_STAFF)
+        statements = count_statements(settings, token, heatmap_body(window, heat.Bucket.GRID_CELL))
+        # Both roles in the same district context: the owner differs only by bypassing RLS.
+        set_local = context.set_local_statement()
+        with common.api_server(settings) as base_url:
+            c = Connections(client, base_url, token, app, owner, set_local, set_local)
             console.log(f"heatmap of district {district_code} over {WINDOW_DAYS} days: GraphQL against SQL")
             heatmaps = {
-                bucket.value: bench_heatmap(
-                    client, base_url, token, app, owner, context, window, bucket, iterations
-                )
+                bucket.value: bench_heatmap(c, window, bucket, iterations)
                 for bucket in (heat.Bucket.GRID_CELL, heat.Bucket.H3)
             }
             console.log(f"heat tiles at z {TILE_ZOOM}: HTTP against SQL")
-            tiles = bench_tiles(
-                client,
-                base_url,
-                token,
-                app,
-                owner,
-                context,
-                window,
-                (centre_row[0], centre_row[1]),
-                tile_iterations,
-            )
+            tiles = bench_tiles(c, window, (centre_row[0], centre_row[1]), tile_iterations)
         console.log("a daily per-cell rollup against the plain aggregate")
         rollup = bench_rollup(owner, tenant_id, scope, end, iterations)
     grid, hexes = heatmaps["grid_cell"], heatmaps["h3"]
     return {
         "date": started_at.isoformat(timespec="seconds"),
         "total_seconds": round(time.perf_counter() - started, 1),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            "platform": platform.platform(),
-            "python": platform.python_version(),
-            **facts,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "packages": versions(),
-        },
+        "machine": common.machine(load_before, facts),
         "dataset": {
-            "tenant": TENANT,
-            "requests": total_requests,
+            "tenant": CITY.tenant,
+            "requests": int(total_requests),
             "days": DAYS,
             "preparation": preparation,
             "district": {
@@ -568,17 +440,13 @@ def run(iterations: int, tile_iterations: int) -> dict[str, Any]:
 
 
 def print_figures(figures: dict[str, Any], out: Console) -> None:
-    timings = table("heat benchmark: latencies (ms)", "measurement", "p50", "p95", "min", "n")
     groups = [
         *(h["timings_ms"] for h in figures["heatmap"].values()),
         figures["tiles"]["timings_ms"],
         figures["rollup"]["timings_ms"],
     ]
-    for group in groups:
-        for name, values in group.items():
-            timings.add_row(name, *(f"{values[key]:.2f}" for key in ("p50", "p95", "min")), str(values["n"]))
-    out.print(timings)
-    ratios = table("ratios (p50 over p50)", "ratio", "value")
+    out.print(common.timings_table("heat benchmark: latencies (ms)", groups))
+    ratios = common.table("ratios (p50 over p50)", "ratio", "value")
     for name, value in figures["ratios"].items():
         ratios.add_row(name, f"{value:.3f}")
     out.print(ratios)
@@ -606,25 +474,15 @@ def print_figures(figures: dict[str, Any], out: Console) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.heat", description="The heat-map benchmark.")
+    parser = common.argument_parser("heat", "The heat-map benchmark.")
     parser.add_argument("--iterations", type=int, default=30, help="timed heatmap iterations per variant")
     parser.add_argument("--tile-iterations", type=int, default=45, help="timed tile iterations per variant")
-    parser.add_argument(
-        "--output", type=Path, default=DEFAULT_OUTPUT, help="JSON file, relative to the repo root"
-    )
     args = parser.parse_args(argv)
     if args.iterations < 1 or args.tile_iterations < 1:
         parser.error("iterations must be at least 1")
-    output: Path = args.output if args.output.is_absolute() else REPO_ROOT / args.output
-    try:
-        figures = run(args.iterations, args.tile_iterations)
-    except BenchError as error:
-        console.print(f"[red]benchmark failed:[/] {error}")
-        return 1
-    write_output(output, figures, key="heat")
-    print_figures(figures, console)
-    console.print(f"written to {output}")
-    return 0
+    return common.measure_and_record(
+        lambda: run(args.iterations, args.tile_iterations), args.output, "heat", print_figures
+    )
 
 
 if __name__ == "__main__":

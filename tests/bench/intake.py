@@ -8,7 +8,6 @@ Run with `make bench` (or `python -m tests.bench.intake [--requests N] [--submis
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import hashlib
 import json
@@ -19,7 +18,6 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -27,42 +25,25 @@ import h3
 import httpx
 import psycopg
 import redis
-from psycopg import sql
 from rich.console import Console
 
-from deploy import migrate, runtime
-from deploy.seed import seed_synthetic
-from deploy.seed_requests import seed_synthetic_requests
-from deploy.settings import REPO_ROOT, Settings, load
+from deploy import migrate
+from deploy.settings import Settings, load
 from geo.assignment import COVERING_CELL
 from services.requests.calendar import WorkingCalendar
 from services.requests.catalog import official_days
 from tenants.context import TenantContext, city_scope
-from tenants.db import Database
 from tenants.roles import Role
+from tests.bench import common
 from tests.bench.geography import psycopg_sql
-from tests.bench.hierarchy import (
-    BenchError,
-    admin_execute,
-    api_server,
-    cpu_model,
-    percentile,
-    server_version,
-    table,
-    versions,
-    with_database,
-    write_output,
-)
 
 BENCH_DATABASE = "liaison_intakebench"
-TENANT = "intakebench"
-DISTRICTS, STREETS, STATIONS, SEED = 16, 10, 10, 5
+CITY = common.City("intakebench", districts=16, streets=10, stations=10, seed=5)
 DEFAULT_REQUESTS = 1_000_000
 DEFAULT_SUBMISSIONS = 3_000
 CLIENTS = 16
 API_WORKERS = os.cpu_count() or 1
 WARMUP_PER_CLIENT = 10
-DEFAULT_OUTPUT = Path("tests/bench/results.json")
 # The bench publishes to a Redis database of its own and empties it afterwards (nothing consumes it).
 BROKER_DB = 11
 CATEGORIES = ("environment", "parking", "property_housing", "safety", "elderly_care", "public_toilets")
@@ -77,43 +58,18 @@ SUBMIT = (
 console = Console()
 
 
-def broker_url(settings: Settings) -> str:
-    base = settings.celery_broker_url
-    if not base.startswith("redis://"):
-        raise BenchError("the intake benchmark needs a Redis broker")
-    return base.rsplit("/", 1)[0] + f"/{BROKER_DB}"
-
-
 def prepare(settings: Settings, requests: int) -> tuple[int, float]:
     migrate.upgrade(settings)
-
-    async def seed() -> int:
-        database = Database(settings.app_url)
-        try:
-            result = await seed_synthetic(
-                database,
-                TENANT,
-                districts=DISTRICTS,
-                streets=STREETS,
-                stations=STATIONS,
-                seed=SEED,
-                shapes=True,
-            )
-            await seed_synthetic_requests(database, TENANT, requests, days=365, seed=SEED)
-            return result.tenant_id
-        finally:
-            await database.dispose()
-
     started = time.perf_counter()
-    tenant_id = asyncio.run(seed())
+    tenant_id = common.seed_city(settings, CITY, shapes=True, requests=requests, request_days=365).tenant_id
     seconds = time.perf_counter() - started
-    with psycopg.connect(with_database(settings.database_url, BENCH_DATABASE), autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
+    common.maintain(settings, "VACUUM ANALYZE")
     return tenant_id, seconds
 
 
 def sample_points(settings: Settings, tenant_id: int, count: int) -> list[tuple[float, float]]:
-    """Points inside random grid cells (and one in twenty outside the city, as real intake has)."""
+    """Points inside random grid cells, and one in twenty outside every cell: a few hundred metres east of
+    the city's easternmost corner, inside the margin intake accepts, as real intake has."""
     with psycopg.connect(settings.owner_url) as connection:
         rows = connection.execute(
             "SELECT ST_X(p), ST_Y(p) FROM (SELECT ST_PointOnSurface(geom) AS p FROM boundaries "
@@ -121,9 +77,21 @@ def sample_points(settings: Settings, tenant_id: int, count: int) -> list[tuple[
             "ORDER BY hashint8(id) LIMIT %s) x",
             (tenant_id, count),
         ).fetchall()
-    rng = random.Random(SEED)
+        corner = connection.execute(
+            "SELECT ST_X(p), ST_Y(p) FROM (SELECT (ST_DumpPoints(geom)).geom AS p FROM boundaries "
+            "WHERE tenant_id = %s AND level = 'district' AND valid_to IS NULL) d "
+            "ORDER BY ST_X(p) DESC LIMIT 1",
+            (tenant_id,),
+        ).fetchone()
+    if corner is None:
+        raise common.BenchError("the bench city has no district boundaries to place points outside of")
+    rng = random.Random(CITY.seed)
+    east, north = float(corner[0]), float(corner[1])
     points = [(float(x), float(y)) for x, y in rows]
-    return [(100.0 + rng.random(), 30.0 + rng.random()) if i % 20 == 19 else p for i, p in enumerate(points)]
+    return [
+        (east + 0.003 + 0.001 * rng.random(), north + 0.001 * rng.random()) if i % 20 == 19 else p
+        for i, p in enumerate(points)
+    ]
 
 
 @dataclass
@@ -137,15 +105,15 @@ class Run:
             "submissions": len(self.latencies_ms),
             "wall_seconds": round(self.seconds, 2),
             "throughput_per_second": round(len(self.latencies_ms) / self.seconds, 1),
-            "p50_ms": round(percentile(self.latencies_ms, 50), 2),
-            "p99_ms": round(percentile(self.latencies_ms, 99), 2),
+            "p50_ms": round(common.percentile(self.latencies_ms, 50), 2),
+            "p99_ms": round(common.percentile(self.latencies_ms, 99), 2),
             "mean_ms": round(statistics.fmean(self.latencies_ms), 2),
             "routed": self.routed,
         }
 
 
 def submissions(points: list[tuple[float, float]], count: int) -> list[dict[str, Any]]:
-    rng = random.Random(SEED + 1)
+    rng = random.Random(CITY.seed + 1)
     return [
         {
             "category": CATEGORIES[i % len(CATEGORIES)],
@@ -171,7 +139,7 @@ async def graphql_run(base_url: str, tokens: list[str], work: list[dict[str, Any
         )
         result = response.json()["data"]["submitRequest"]
         if result["__typename"] != "SubmitRequestPayload":
-            raise BenchError(f"submitRequest failed: {result}")
+            raise common.BenchError(f"submitRequest failed: {result}")
         return bool(result["routed"])
 
     async def warm_up(client: httpx.AsyncClient, token: str, mine: list[dict[str, Any]]) -> None:
@@ -331,7 +299,7 @@ def bare_run(settings: Settings, tenant_id: int, work: list[dict[str, Any]]) -> 
     barrier = threading.Barrier(CLIENTS + 1)
 
     def client_loop(index: int) -> None:
-        broker = redis.Redis.from_url(broker_url(settings))
+        broker = redis.Redis.from_url(settings.celery_broker_url)
         with psycopg.connect(settings.app_url, autocommit=True) as connection:
             owner = f"user:{900000 + index}"
             for values in work[index : CLIENTS * WARMUP_PER_CLIENT : CLIENTS]:
@@ -372,35 +340,21 @@ def count_rows(settings: Settings, tenant_id: int) -> int:
 def run(requests: int, count: int) -> dict[str, Any]:
     started_at = datetime.now(UTC)
     load_before = os.getloadavg()
-    base = load()
-    name = sql.Identifier(BENCH_DATABASE)
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-    admin_execute(base, drop)
-    admin_execute(base, sql.SQL("CREATE DATABASE {}").format(name))
-    settings = Settings(
-        DATABASE_URL=with_database(base.database_url, BENCH_DATABASE),
-        APP_DATABASE_URL=None,
-        CELERY_BROKER_URL=broker_url(base),
-    )
-    try:
+    broker = common.redis_broker_url(load(), BROKER_DB, "intake")
+    with common.bench_database(load(), BENCH_DATABASE, broker) as settings, common.emptied_afterwards(broker):
         console.log(f"seeding the synthetic tenant and {requests:,} requests")
         tenant_id, seed_seconds = prepare(settings, requests)
         console.log(f"seeded in {seed_seconds:.0f} s")
         points = sample_points(settings, tenant_id, 2000)
+        scopes = [city_scope(tenant_id)]
         tokens = [
-            runtime.token_codec(settings).issue(
-                sub=f"user:{800000 + i}",
-                tenant=TENANT,
-                scopes=[city_scope(tenant_id)],
-                roles=[Role.RESIDENT.value],
-                ttl=timedelta(hours=2),
-            )
+            common.issue_token(settings, CITY.tenant, f"user:{800000 + i}", scopes, Role.RESIDENT)
             for i in range(CLIENTS)
         ]
         warm = CLIENTS * WARMUP_PER_CLIENT
         before = count_rows(settings, tenant_id)
         # One API process per core, as a deployment would run it (the bare side has 16 backends).
-        with api_server(settings, workers=API_WORKERS) as base_url:
+        with common.api_server(settings, workers=API_WORKERS) as base_url:
             console.log(f"GraphQL: {count:,} submissions from {CLIENTS} concurrent clients")
             graphql = asyncio.run(graphql_run(base_url, tokens, submissions(points, count + warm)))
         after_graphql = count_rows(settings, tenant_id)
@@ -408,26 +362,20 @@ def run(requests: int, count: int) -> dict[str, Any]:
         bare = bare_run(settings, tenant_id, submissions(points, count + warm))
         after_bare = count_rows(settings, tenant_id)
         if after_graphql - before != count + warm or after_bare - after_graphql != count + warm:
-            raise BenchError(
+            raise common.BenchError(
                 f"a submission was lost: {before} rows, {after_graphql} after GraphQL, {after_bare} after SQL"
             )
         with psycopg.connect(settings.owner_url) as connection:
-            facts = {"postgresql": server_version(connection)}
-    finally:
-        redis.Redis.from_url(broker_url(base)).flushdb()
-        admin_execute(base, drop)
+            facts = {"postgresql": common.server_version(connection)}
     g, b = graphql.figures(), bare.figures()
     return {
         "date": started_at.isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            **facts,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "packages": versions(),
+        "machine": common.machine(load_before, facts, with_platform=False),
+        "dataset": {
+            "tenant": CITY.tenant,
+            "requests_before": before,
+            "seeding_seconds": round(seed_seconds, 1),
         },
-        "dataset": {"tenant": TENANT, "requests_before": before, "seeding_seconds": round(seed_seconds, 1)},
         "method": (
             f"{CLIENTS} concurrent clients (asyncio + httpx keep-alive against uvicorn with {API_WORKERS} "
             f"worker processes, one per core; bare: "
@@ -447,8 +395,8 @@ def run(requests: int, count: int) -> dict[str, Any]:
     }
 
 
-def print_figures(figures: dict[str, Any]) -> None:
-    result = table(
+def print_figures(figures: dict[str, Any], out: Console) -> None:
+    result = common.table(
         "intake benchmark: submitRequest at 16 concurrent clients", "path", "per s", "p50 ms", "p99 ms", "n"
     )
     for name in ("graphql", "bare_sql"):
@@ -460,23 +408,20 @@ def print_figures(figures: dict[str, Any]) -> None:
             f"{f['p99_ms']:.1f}",
             str(f["submissions"]),
         )
-    console.print(result)
-    console.print(figures["ratios"])
+    out.print(result)
+    out.print(figures["ratios"])
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.bench.intake", description="The intake benchmark.")
+    parser = common.argument_parser("intake", "The intake benchmark.")
     parser.add_argument("--requests", type=int, default=DEFAULT_REQUESTS, help="requests seeded first")
     parser.add_argument("--submissions", type=int, default=DEFAULT_SUBMISSIONS, help="timed submissions")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.requests < 1 or args.submissions < CLIENTS:
         parser.error(f"--requests must be at least 1 and --submissions at least {CLIENTS}")
-    output: Path = args.output if args.output.is_absolute() else REPO_ROOT / args.output
-    figures = run(args.requests, args.submissions)
-    write_output(output, figures, key="intake")
-    print_figures(figures)
-    return 0
+    return common.measure_and_record(
+        lambda: run(args.requests, args.submissions), args.output, "intake", print_figures
+    )
 
 
 if __name__ == "__main__":

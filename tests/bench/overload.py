@@ -36,36 +36,18 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import redis
-from psycopg import sql
 from rich.console import Console
 
-from deploy import migrate, runtime
-from deploy.seed import seed_synthetic
-from deploy.seed_requests import seed_synthetic_requests
-from deploy.settings import REPO_ROOT, Settings, load
-from tenants.db import Database
+from deploy import migrate
+from deploy.settings import Settings, load
 from tenants.roles import Role
-from tests.bench.hierarchy import (
-    BenchError,
-    admin_execute,
-    api_server,
-    cpu_model,
-    percentile,
-    server_version,
-    table,
-    versions,
-    with_database,
-    write_output,
-)
+from tests.bench import common
 from tests.bench.intake import sample_points, submissions
 
 BENCH_DATABASE = "liaison_overloadbench"
-TENANT = "overloadbench"
-DISTRICTS, STREETS, STATIONS, SEED = 4, 5, 5, 9
+CITY = common.City("overloadbench", districts=4, streets=5, stations=5, seed=9)
 SEEDED_REQUESTS = 50_000
 BROKER_DB = 12  # nothing consumes the bench's tasks: a Redis database of its own, emptied afterwards
-DEFAULT_OUTPUT = Path("tests/bench/results.json")
 DEFAULT_SECONDS = 20.0
 READ_RATES = (10, 20, 30, 40, 60, 100)
 WRITE_RATES = (10, 20, 40, 50, 60, 80, 100)
@@ -108,7 +90,7 @@ class Step:
         return (
             not self.failures
             and not self.latencies_503_ms
-            and percentile(self.latencies_ok_ms, 99) <= BOUNDED_P99_MS
+            and common.percentile(self.latencies_ok_ms, 99) <= BOUNDED_P99_MS
         )
 
     def figures(self) -> dict[str, Any]:
@@ -129,47 +111,23 @@ class Step:
         }
         if ok:
             figures.update(
-                p50_ms=round(percentile(ok, 50), 1),
-                p90_ms=round(percentile(ok, 90), 1),
-                p99_ms=round(percentile(ok, 99), 1),
+                p50_ms=round(common.percentile(ok, 50), 1),
+                p90_ms=round(common.percentile(ok, 90), 1),
+                p99_ms=round(common.percentile(ok, 99), 1),
                 max_ms=round(max(ok), 1),
                 mean_ms=round(statistics.fmean(ok), 1),
             )
         if self.latencies_503_ms:
-            figures["p99_503_ms"] = round(percentile(self.latencies_503_ms, 99), 1)
+            figures["p99_503_ms"] = round(common.percentile(self.latencies_503_ms, 99), 1)
         return figures
-
-
-def broker_url(settings: Settings) -> str:
-    base = settings.celery_broker_url
-    if not base.startswith("redis://"):
-        raise BenchError("the overload benchmark needs a Redis broker")
-    return base.rsplit("/", 1)[0] + f"/{BROKER_DB}"
 
 
 def prepare(settings: Settings) -> int:
     migrate.upgrade(settings)
-
-    async def seed() -> int:
-        database = Database(settings.app_url)
-        try:
-            result = await seed_synthetic(
-                database,
-                TENANT,
-                districts=DISTRICTS,
-                streets=STREETS,
-                stations=STATIONS,
-                seed=SEED,
-                shapes=True,
-            )
-            await seed_synthetic_requests(database, TENANT, SEEDED_REQUESTS, days=180, seed=SEED)
-            return result.tenant_id
-        finally:
-            await database.dispose()
-
-    tenant_id = asyncio.run(seed())
-    with psycopg.connect(with_database(settings.database_url, BENCH_DATABASE), autocommit=True) as connection:
-        connection.execute("VACUUM ANALYZE")
+    tenant_id = common.seed_city(
+        settings, CITY, shapes=True, requests=SEEDED_REQUESTS, request_days=180
+    ).tenant_id
+    common.maintain(settings, "VACUUM ANALYZE")
     return tenant_id
 
 
@@ -180,20 +138,11 @@ def tokens(settings: Settings, tenant_id: int) -> tuple[str, list[str]]:
             "SELECT scope::text FROM districts WHERE tenant_id = %s ORDER BY id LIMIT 1", (tenant_id,)
         ).fetchone()
     if row is None:
-        raise BenchError("the bench city has no district")
-    codec = runtime.token_codec(settings)
+        raise common.BenchError("the bench city has no district")
     ttl = timedelta(hours=3)
-    staff = codec.issue(
-        sub="operator:overload", tenant=TENANT, scopes=[row[0]], roles=[Role.DISTRICT_STAFF.value], ttl=ttl
-    )
+    staff = common.issue_token(settings, CITY.tenant, "operator:overload", [row[0]], Role.DISTRICT_STAFF, ttl)
     residents = [
-        codec.issue(
-            sub=f"user:{700000 + i}",
-            tenant=TENANT,
-            scopes=[f"c{tenant_id}"],
-            roles=[Role.RESIDENT.value],
-            ttl=ttl,
-        )
+        common.issue_token(settings, CITY.tenant, f"user:{700000 + i}", [f"c{tenant_id}"], Role.RESIDENT, ttl)
         for i in range(64)
     ]
     return staff, residents
@@ -355,19 +304,10 @@ def print_step(step: Step) -> None:
 def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbounded: bool) -> dict[str, Any]:
     started_at = datetime.now(UTC)
     load_before = os.getloadavg()
-    base = load()
-    name = sql.Identifier(BENCH_DATABASE)
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-    admin_execute(base, drop)
-    admin_execute(base, sql.SQL("CREATE DATABASE {}").format(name))
-    settings = Settings(
-        DATABASE_URL=with_database(base.database_url, BENCH_DATABASE),
-        APP_DATABASE_URL=None,
-        CELERY_BROKER_URL=broker_url(base),
-    )
+    broker = common.redis_broker_url(load(), BROKER_DB, "overload")
     steps: list[Step] = []
     comparison: list[Step] = []
-    try:
+    with common.bench_database(load(), BENCH_DATABASE, broker) as settings, common.emptied_afterwards(broker):
         console.log(f"seeding the synthetic city and {SEEDED_REQUESTS:,} requests")
         tenant_id = prepare(settings)
         staff, residents = tokens(settings, tenant_id)
@@ -377,7 +317,7 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
         inputs = submissions(points, max(total_writes, 1000))
         with (
             environment({"CELERY_BROKER_URL": settings.celery_broker_url}),
-            api_server(settings, workers=workers) as base_url,
+            common.api_server(settings, workers=workers) as base_url,
         ):
             port = int(base_url.rsplit(":", 1)[1])
             for workload_name, workload_rates in rates.items():
@@ -393,7 +333,7 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
             workload = Workload("write", staff, residents, inputs[::-1])
             for label, values in (("unbounded", NO_BOUNDS), ("bounded", {})):
                 overrides = {"CELERY_BROKER_URL": settings.celery_broker_url, **values}
-                with environment(overrides), api_server(settings, workers=workers) as base_url:
+                with environment(overrides), common.api_server(settings, workers=workers) as base_url:
                     port = int(base_url.rsplit(":", 1)[1])
                     asyncio.run(run_step(port, workload, 5, 4))
                     step = asyncio.run(run_step(port, workload, rate, seconds))
@@ -402,10 +342,7 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
                     comparison.append(step)
                 time.sleep(PAUSE)
         with psycopg.connect(settings.owner_url) as connection:
-            facts = {"postgresql": server_version(connection)}
-    finally:
-        redis.Redis.from_url(broker_url(base)).flushdb()
-        admin_execute(base, drop)
+            facts = {"postgresql": common.server_version(connection)}
     capacity = {
         workload: max(
             (s.offered_per_second for s in steps if s.workload == workload and s.bounded), default=0
@@ -414,14 +351,7 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
     }
     return {
         "date": started_at.isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "cpu_model": cpu_model(),
-            **facts,
-            "load_average_before": [round(x, 2) for x in load_before],
-            "load_average_after": [round(x, 2) for x in os.getloadavg()],
-            "packages": versions(),
-        },
+        "machine": common.machine(load_before, facts, with_platform=False),
         "method": (
             f"open loop: requests at evenly spaced instants for {seconds:.0f} s per rate, each answered or "
             f"not; uvicorn with {workers} process(es) on loopback, default pool and timeouts; the load "
@@ -432,8 +362,8 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
             "first arrival to the last answer."
         ),
         "dataset": {
-            "tenant": TENANT,
-            "stations": DISTRICTS * STREETS * STATIONS,
+            "tenant": CITY.tenant,
+            "stations": CITY.districts * CITY.streets * CITY.stations,
             "requests": SEEDED_REQUESTS,
         },
         "api_processes": workers,
@@ -443,8 +373,8 @@ def run(rates: dict[str, tuple[float, ...]], seconds: float, workers: int, unbou
     }
 
 
-def print_figures(figures: dict[str, Any]) -> None:
-    result = table(
+def print_figures(figures: dict[str, Any], out: Console) -> None:
+    result = common.table(
         f"overload benchmark: {figures['api_processes']} API process(es), open loop",
         "workload",
         "offered/s",
@@ -466,8 +396,8 @@ def print_figures(figures: dict[str, Any]) -> None:
             f"{f.get('p99_ms', 0):.0f}",
             f"{f['cpu_share']['api']:.2f}",
         )
-    console.print(result)
-    console.print({"capacity_per_second": figures["capacity_per_second"]})
+    out.print(result)
+    out.print({"capacity_per_second": figures["capacity_per_second"]})
 
 
 def _rates(text: str) -> tuple[float, ...]:
@@ -478,26 +408,23 @@ def _rates(text: str) -> tuple[float, ...]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m tests.bench.overload", description=__doc__.split("\n")[0]
-    )
+    parser = common.argument_parser("overload", __doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=DEFAULT_SECONDS, help="duration of each rate")
     parser.add_argument("--workers", type=int, default=1, help="uvicorn processes")
     parser.add_argument("--read-rates", type=_rates, default=READ_RATES)
     parser.add_argument("--write-rates", type=_rates, default=WRITE_RATES)
     parser.add_argument("--mixed-rates", type=_rates, default=MIXED_RATES)
     parser.add_argument("--no-comparison", action="store_true", help="skip the run with the bounds off")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     if args.seconds < 2 or args.workers < 1:
         parser.error("--seconds must be at least 2 and --workers at least 1")
-    output: Path = args.output if args.output.is_absolute() else REPO_ROOT / args.output
     rates = {"read": args.read_rates, "write": args.write_rates, "mixed": args.mixed_rates}
-    figures = run(rates, args.seconds, args.workers, unbounded=not args.no_comparison)
-    key = "overload" if args.workers == 1 else f"overload_{args.workers}_processes"
-    write_output(output, figures, key=key)
-    print_figures(figures)
-    return 0
+    return common.measure_and_record(
+        lambda: run(rates, args.seconds, args.workers, unbounded=not args.no_comparison),
+        args.output,
+        "overload" if args.workers == 1 else f"overload_{args.workers}_processes",
+        print_figures,
+    )
 
 
 if __name__ == "__main__":

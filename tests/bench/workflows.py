@@ -33,38 +33,32 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import psycopg
-import redis
-from psycopg import sql
 from rich.console import Console
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import services.meetings.tasks  # noqa: F401  (the meetings' timer handlers, as a worker has them)
 from deploy import migrate
-from deploy.seed import seed_synthetic
 from deploy.settings import REPO_ROOT, Settings, load
 from services.meetings import repository, service
 from services.meetings.models import PARTY_KINDS
 from services.meetings.service import Actor, NewAction, Party, Proposal
 from services.outbox.service import Publisher, relay_tenant
 from services.unit_of_work import UnitOfWork
-from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.principals import resident_scope
-from tests.bench.hierarchy import (
-    BenchError,
-    admin_execute,
-    cpu_model,
+from tests.bench import common
+from tests.helpers import (
+    commit_step,
     free_port,
-    summary,
-    table,
-    with_database,
-    write_output,
+    meeting_organiser,
+    meeting_party,
+    scalar,
+    seed_stations,
+    start_redis_server,
 )
 
 T = TypeVar("T")
 BENCH_DATABASE = "liaison_workflowbench"
 TENANT = "flowbench"
-DEFAULT_OUTPUT = Path("tests/bench/results.json")
 WORKERS = 2
 DRIVERS = 16
 # Notices one meeting sends: invitations 6, replies to the staff 6, confirmation 7, held 7, minutes 6,
@@ -80,18 +74,7 @@ class Broker:
 
     def __init__(self, directory: Path) -> None:
         self.port = free_port()
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(directory)]
-        argv += ["--save", "", "--appendonly", "no", "--protected-mode", "no"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        self.process = start_redis_server(self.port, directory, "--save", "", "--appendonly", "no")
 
     @property
     def url(self) -> str:
@@ -100,20 +83,6 @@ class Broker:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=15)
-
-
-@contextmanager
-def bench_database(settings: Settings) -> Iterator[Settings]:
-    name = sql.Identifier(BENCH_DATABASE)
-    drop = sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name)
-    admin_execute(settings, drop)
-    admin_execute(settings, sql.SQL("CREATE DATABASE {}").format(name))
-    try:
-        yield Settings(
-            DATABASE_URL=with_database(settings.database_url, BENCH_DATABASE), APP_DATABASE_URL=None
-        )
-    finally:
-        admin_execute(settings, drop)
 
 
 @contextmanager
@@ -136,7 +105,7 @@ def worker_processes(settings: Settings, broker: str, directory: Path) -> Iterat
         deadline = time.monotonic() + 60
         while len(probe.control.ping(timeout=1.0) or []) < WORKERS:
             if time.monotonic() > deadline or any(p.poll() is not None for p in processes):
-                raise BenchError(
+                raise common.BenchError(
                     "the workers did not start: " + " ".join(log.read_text() for log in logs if log.exists())
                 )
         yield logs
@@ -161,26 +130,13 @@ class Run:
         self.publisher = publisher
 
     def organiser(self, scope: str) -> Actor:
-        return Actor(
-            TenantContext(self.tenant_id, (scope,), "user:organiser"), frozenset({"station_liaison"})
-        )
+        return meeting_organiser(self.tenant_id, scope)
 
     def party(self, principal: str) -> Actor:
-        return Actor(
-            TenantContext(self.tenant_id, (resident_scope(self.tenant_id),), principal),
-            frozenset({"resident"}),
-        )
+        return meeting_party(self.tenant_id, principal)
 
     async def step(self, actor: Actor, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        unit = UnitOfWork(self.database, actor.context, publisher=self.publisher)
-        session = await unit.session()
-        try:
-            result = await work(session)
-        except BaseException:
-            await unit.rollback()
-            raise
-        await unit.commit()
-        return result
+        return await commit_step(self.database, actor.context, self.publisher, work)
 
     async def propose(self, n: int, topic: str) -> tuple[int, Actor]:
         station_id, scope = self.stations[n % len(self.stations)]
@@ -239,12 +195,6 @@ class Run:
         await self.step(organiser, lambda s: service.close(s, organiser, meeting_id, report="办结"))
 
 
-def scalar(dsn: str, statement: str, *args: Any) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(statement, args).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
 async def latency(run: Run, owner_dsn: str, samples: int) -> list[float]:
     """Commit → start of the task the commit asked for, one at a time on an idle system (ms)."""
     values: list[float] = []
@@ -267,7 +217,7 @@ async def latency(run: Run, owner_dsn: str, samples: int) -> list[float]:
         deadline = time.monotonic() + 30
         while not (task_start := await asyncio.to_thread(started)):
             if time.monotonic() > deadline:
-                raise BenchError(f"latency sample {n}: the task never ran")
+                raise common.BenchError(f"latency sample {n}: the task never ran")
             await asyncio.sleep(0.002)
         values.append((task_start - before_commit) * 1000)
     return values
@@ -357,17 +307,7 @@ async def measure(settings: Settings, broker: str, meetings: int, samples: int) 
     database = Database(settings.app_url, pool_size=DRIVERS + 4)
     owner_dsn = settings.owner_url.replace("postgresql+psycopg://", "postgresql://", 1)
     try:
-        seeded = await seed_synthetic(
-            database, TENANT, districts=1, streets=4, stations=5, seed=1, grid_cells=False
-        )
-        with psycopg.connect(owner_dsn) as conn:
-            stations = [
-                (int(r[0]), str(r[1]))
-                for r in conn.execute(
-                    "SELECT id, scope::text FROM stations WHERE tenant_id = %s ORDER BY id",
-                    (seeded.tenant_id,),
-                )
-            ]
+        seeded, stations = await seed_stations(database, owner_dsn, TENANT, streets=4, stations=5, seed=1)
         from celery import Celery
 
         app = Celery("bench-publisher", broker=broker)
@@ -386,10 +326,10 @@ async def measure(settings: Settings, broker: str, meetings: int, samples: int) 
         deadline = time.monotonic() + 60
         while delivered() < samples:  # let the samples' inbox deliveries finish before counting the run's
             if time.monotonic() > deadline:
-                raise BenchError("the latency samples' notifications were not delivered")
+                raise common.BenchError("the latency samples' notifications were not delivered")
             await asyncio.sleep(0.1)
         figures = await throughput(run, owner_dsn, meetings, seeded.tenant_id)
-        figures["latency_ms"] = summary(latencies)
+        figures["latency_ms"] = common.summary(latencies)
         return figures
     finally:
         await database.dispose()
@@ -399,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--meetings", type=int, default=1000)
     parser.add_argument("--latency-samples", type=int, default=200)
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT)
+    parser.add_argument("--output", type=Path, default=common.DEFAULT_OUTPUT)
     args = parser.parse_args(argv)
     console = Console()
     settings = load()
@@ -408,17 +348,20 @@ def main(argv: list[str] | None = None) -> int:
         directory = Path(scratch)
         broker = Broker(directory)
         try:
-            with bench_database(settings) as bench, worker_processes(bench, broker.url, directory):
+            with (
+                common.bench_database(settings, BENCH_DATABASE) as bench,
+                worker_processes(bench, broker.url, directory),
+            ):
                 figures = asyncio.run(measure(bench, broker.url, args.meetings, args.latency_samples))
         finally:
             broker.stop()
-    figures["machine"] = {"cpu": cpu_model(), "cpus": os.cpu_count(), "started": started.isoformat()}
-    write_output(args.output, figures, key="workflows")
-    latency_table = table("commit → task start (ms)", "measurement", "p50", "p95", "min", "max", "n")
+    figures["machine"] = {"cpu": common.cpu_model(), "cpus": os.cpu_count(), "started": started.isoformat()}
+    common.write_output(args.output, figures, key="workflows")
+    latency_table = common.table("commit → task start (ms)", "measurement", "p50", "p95", "min", "max", "n")
     lat = figures["latency_ms"]
     latency_table.add_row("meetings.announce", *(str(lat[k]) for k in ("p50", "p95", "min", "max", "n")))
     console.print(latency_table)
-    run_table = table(
+    run_table = common.table(
         f"{figures['meetings']} six-party meetings, proposal to closure", "measurement", "value"
     )
     for key in (

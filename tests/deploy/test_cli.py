@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import subprocess
+
 import jwt
 import psycopg
 import pytest
 
 from tests.deploy.conftest import liaison
 from tests.helpers import TEST_SECRET, TenantInfo
+
+
+def liaison_seed_synthetic(
+    cli_env: dict[str, str],
+    tenant: str,
+    *,
+    districts: int,
+    streets: int,
+    stations: int,
+    seed: int | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """`liaison seed synthetic` of a tenant of that shape (with the command's default seed unless given)."""
+    shape = ["--districts", str(districts), "--streets", str(streets), "--stations", str(stations)]
+    seeded = ["--seed", str(seed)] if seed is not None else []
+    return liaison(cli_env, "seed", "synthetic", "--tenant", tenant, *shape, *seeded)
 
 
 def test_token_is_signed_and_scoped(cli_env: dict[str, str], alpha: TenantInfo) -> None:
@@ -51,53 +68,11 @@ def test_bad_arguments_exit_2_with_one_sentence(
 
 
 def test_synthetic_seed_is_deterministic_and_rerunnable(cli_env: dict[str, str], owner_dsn: str) -> None:
-    first = liaison(
-        cli_env,
-        "seed",
-        "synthetic",
-        "--tenant",
-        "delta",
-        "--districts",
-        "2",
-        "--streets",
-        "2",
-        "--stations",
-        "3",
-        "--seed",
-        "5",
-    )
+    first = liaison_seed_synthetic(cli_env, "delta", districts=2, streets=2, stations=3, seed=5)
     assert first.returncode == 0, first.stderr
-    again = liaison(
-        cli_env,
-        "seed",
-        "synthetic",
-        "--tenant",
-        "delta",
-        "--districts",
-        "2",
-        "--streets",
-        "2",
-        "--stations",
-        "3",
-        "--seed",
-        "5",
-    )
+    again = liaison_seed_synthetic(cli_env, "delta", districts=2, streets=2, stations=3, seed=5)
     assert again.returncode == 0
-    twin = liaison(
-        cli_env,
-        "seed",
-        "synthetic",
-        "--tenant",
-        "delta-twin",
-        "--districts",
-        "2",
-        "--streets",
-        "2",
-        "--stations",
-        "3",
-        "--seed",
-        "5",
-    )
+    twin = liaison_seed_synthetic(cli_env, "delta-twin", districts=2, streets=2, stations=3, seed=5)
     assert twin.returncode == 0
     with psycopg.connect(owner_dsn) as conn:
 
@@ -113,19 +88,7 @@ def test_synthetic_seed_is_deterministic_and_rerunnable(cli_env: dict[str, str],
 
 
 def test_audit_verify_reports_a_broken_link(cli_env: dict[str, str], owner_dsn: str) -> None:
-    seeded = liaison(
-        cli_env,
-        "seed",
-        "synthetic",
-        "--tenant",
-        "epsilon",
-        "--districts",
-        "1",
-        "--streets",
-        "1",
-        "--stations",
-        "1",
-    )
+    seeded = liaison_seed_synthetic(cli_env, "epsilon", districts=1, streets=1, stations=1)
     assert seeded.returncode == 0
     intact = liaison(cli_env, "audit", "verify", "--tenant", "epsilon")
     assert intact.returncode == 0 and "intact" in intact.stdout

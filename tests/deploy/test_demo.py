@@ -12,9 +12,8 @@ import httpx
 from deploy.cli import local_url, sign_in_mutation, wait_until_listening
 from deploy.seed import DEMO_PASSWORD
 from deploy.settings import REPO_ROOT
-from tests.bench.hierarchy import free_port
 from tests.deploy.conftest import liaison
-from tests.helpers import Api, TenantInfo
+from tests.helpers import Api, TenantInfo, free_port
 
 
 async def test_the_printed_sign_in_mutation_runs(api: Api, alpha: TenantInfo) -> None:

@@ -6,13 +6,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from deploy.seed import seed_synthetic
 from geo.crs import CRS, from_wgs84
 from tenants.db import Database
 from tests.deploy.conftest import liaison
+from tests.helpers import select_rows
 
 
 def feature(code: str | None, geometry: dict[str, Any], **extra: Any) -> dict[str, Any]:
@@ -43,12 +43,12 @@ async def tenant(database: Database) -> str:
 
 
 def boundaries(owner_dsn: str, level: str) -> dict[str, int]:
-    with psycopg.connect(owner_dsn) as conn:
-        rows = conn.execute(
-            "SELECT b.level, count(*) FROM boundaries b JOIN cities c USING (tenant_id) "
-            "WHERE c.code = 'importville' AND b.level = %s GROUP BY 1",
-            (level,),
-        ).fetchall()
+    rows = select_rows(
+        owner_dsn,
+        "SELECT b.level, count(*) FROM boundaries b JOIN cities c USING (tenant_id) "
+        "WHERE c.code = 'importville' AND b.level = %s GROUP BY 1",
+        level,
+    )
     return dict(rows)
 
 

@@ -200,82 +200,22 @@ def test_hostile_cells_are_refused_by_line_and_the_rest_kept(
 ) -> None:
     code, lon, lat = tenant
     nul = "\u0000"
+    good = ["N-000", "2026-11-23 09:00", "environment", "井盖缺失", "幸福路 1 号", "", "", "", "", ""]
+
+    def row(external_id: str, **cells: str) -> list[str]:
+        """A good row but for its id and `cells` (by column)."""
+        return list({**dict(zip(ENGLISH, good, strict=True)), "external_id": external_id, **cells}.values())
+
     rows = [
-        [
-            "N-001",
-            "2026-11-23 09:00",
-            "environment",
-            f"井盖{nul}缺失",
-            "幸福路 1 号",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ],  # 2
-        [
-            f"N-0{nul}02",
-            "2026-11-23 09:00",
-            "environment",
-            "井盖缺失",
-            "幸福路 1 号",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ],  # 3
-        [
-            "N-003",
-            "2026-11-23 09:00",
-            f"environment{nul}",
-            "井盖缺失",
-            "幸福路 1 号",
-            "",
-            "",
-            "",
-            "",
-            "",
-        ],  # 4
-        ["N-004", f"2026-11-23{nul}", "environment", "井盖缺失", "幸福路 1 号", "", "", "", "", ""],  # 5
-        [
-            "N-005",
-            "2026-11-23 09:00",
-            "environment",
-            "井盖缺失",
-            "幸福路 1 号",
-            "",
-            "",
-            "",
-            "",
-            f"139{nul}",
-        ],  # 6
-        [
-            "N-006",
-            "2026-11-23 09:00",
-            "environment",
-            "井盖缺失",
-            "",
-            f"{lon}{nul}",
-            f"{lat}",
-            "",
-            "",
-            "",
-        ],  # 7
-        ["N-007", "0001-01-01 00:00", "environment", "远古来电", "幸福路 1 号", "", "", "", "", ""],  # 8
-        ["N-008", "2026-11-23 09:00", "environment", "井盖缺失", "幸福路 1 号", "", "", "", "", ""],  # 9
-        [
-            "N-009",
-            "2026-11-23 09:00",
-            "environment",
-            "电话太长",
-            "幸福路 1 号",
-            "",
-            "",
-            "",
-            "",
-            "1" * 40,
-        ],  # 10
+        row("N-001", description=f"井盖{nul}缺失"),  # 2
+        row(f"N-0{nul}02"),  # 3
+        row("N-003", category=f"environment{nul}"),  # 4
+        row("N-004", submitted_at=f"2026-11-23{nul}"),  # 5
+        row("N-005", contact_phone=f"139{nul}"),  # 6
+        row("N-006", address="", lon=f"{lon}{nul}", lat=f"{lat}"),  # 7
+        row("N-007", submitted_at="0001-01-01 00:00", description="远古来电"),  # 8
+        row("N-008"),  # 9
+        row("N-009", description="电话太长", contact_phone="1" * 40),  # 10
     ]
     path = write_csv(tmp_path / "hostile.csv", ENGLISH, rows, "utf-8")
     result = liaison(cli_env, "import", "requests", str(path), "--tenant", code)

@@ -11,7 +11,6 @@ import hashlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -21,16 +20,10 @@ import pytest
 import redis
 
 from deploy.settings import REPO_ROOT
+from tests.helpers import free_port
 
 SCRIPT = REPO_ROOT / "deploy" / "local" / "services.sh"
 MAIN_PG_PORT = 55432
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

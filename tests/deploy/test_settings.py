@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from deploy import runtime
 from deploy.settings import REPO_ROOT, Settings
-from tests.bench.hierarchy import free_port
 from tests.deploy.conftest import liaison
+from tests.helpers import free_port
 
 STRONG_SECRET = "a-production-secret-that-is-long-enough-0123456789"
 UNSAFE = (

@@ -5,16 +5,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from shapely import MultiPolygon, box
+from shapely import box
 
 from deploy.seed import seed_synthetic
-from geo.boundaries import add_grid_cell
 from services.hierarchy import repository
 from services.hierarchy.repository import Level
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tests.helpers import TenantInfo
+from tests.helpers import TenantInfo, add_square_cell
 
 # Either spatial index on boundaries: all levels, or grid cells alone (migration 0003).
 GIST_INDEX = re.compile(r"ix_boundaries_(grid_)?geom")
@@ -48,28 +47,15 @@ async def grid(database: Database) -> Grid:
         )
         stations = [(row.id, row.scope) for row in page.rows]
         for name, square in SQUARES.items():
-            station_id, station_scope = stations[0] if name in "AB" else stations[1]
-            cells[name] = await add_grid_cell(
-                session,
-                tenant_id=tenant.tenant_id,
-                station_id=station_id,
-                station_scope=station_scope,
-                code=f"G-{name}",
-                name=f"网格{name}",
-                geometry=MultiPolygon([square]),
+            station = stations[0] if name in "AB" else stations[1]
+            cells[name] = await add_square_cell(
+                session, tenant.tenant_id, station, f"G-{name}", f"网格{name}", square
             )
         # A denser block elsewhere, so the planner has a reason to use the index.
-        station_id, station_scope = stations[2]
         for i in range(20):
             for j in range(20):
                 square = box(117 + i * 0.001, 40 + j * 0.001, 117 + (i + 1) * 0.001, 40 + (j + 1) * 0.001)
-                await add_grid_cell(
-                    session,
-                    tenant_id=tenant.tenant_id,
-                    station_id=station_id,
-                    station_scope=station_scope,
-                    code=f"G-{i}-{j}",
-                    name=f"网格{i}-{j}",
-                    geometry=MultiPolygon([square]),
+                await add_square_cell(
+                    session, tenant.tenant_id, stations[2], f"G-{i}-{j}", f"网格{i}-{j}", square
                 )
     return Grid(tenant, cells, stations)

@@ -12,12 +12,11 @@ from typing import Any
 import h3
 import pytest
 from geoalchemy2.shape import from_shape
-from shapely import MultiPolygon, Point, Polygon, box
+from shapely import Point, Polygon, box
 from sqlalchemy import text
 
 from deploy.seed import seed_synthetic
 from geo import heat
-from geo.boundaries import add_grid_cell
 from geo.heat import (
     Bucket,
     Dimension,
@@ -37,7 +36,7 @@ from services.requests.models import Request
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tests.helpers import TenantInfo
+from tests.helpers import TenantInfo, add_square_cell
 
 T0 = datetime(2026, 6, 1, tzinfo=UTC)
 START, END = T0, T0 + timedelta(days=30)
@@ -118,14 +117,9 @@ async def build_heat_city(database: Database, code: str, seed: int = 3) -> HeatC
             for j in range(2):
                 west, south = 116.30 + (i % 4) * 0.03 + j * 0.01, 39.90 + (i // 4) * 0.05
                 square = box(west, south, west + 0.01, south + 0.01)
-                cell_id = await add_grid_cell(
-                    session,
-                    tenant_id=tenant.tenant_id,
-                    station_id=station.id,
-                    station_scope=station.scope,
-                    code=f"H-{i}-{j}",
-                    name=f"热{i}-{j}",
-                    geometry=MultiPolygon([square]),
+                place = (station.id, station.scope)
+                cell_id = await add_square_cell(
+                    session, tenant.tenant_id, place, f"H-{i}-{j}", f"热{i}-{j}", square
                 )
                 cells[cell_id] = square
                 cell_places.append((cell_id, station))

@@ -167,8 +167,15 @@ async def town(database: Database) -> Town:
             )
             nodes[level] = sorted(page.rows, key=lambda row: row.code)
 
-        async def draw(level: BoundaryLevel, row: Any, west: float, south: float, east: float) -> None:
-            shape = MultiPolygon([box(west, south, east, SOUTH + SIZE)])
+        async def draw(
+            level: BoundaryLevel,
+            row: Any,
+            west: float,
+            south: float,
+            east: float,
+            north: float = SOUTH + SIZE,
+        ) -> None:
+            shape = MultiPolygon([box(west, south, east, north)])
             await set_boundary(
                 session,
                 tenant_id=tenant.tenant_id,
@@ -188,16 +195,7 @@ async def town(database: Database) -> Town:
                 # Two stations per street: the south and the north half of it (north edge shared).
                 west = WEST + s * half
                 south = SOUTH + t * half
-                shape = MultiPolygon([box(west, south, west + half, south + half)])
-                await set_boundary(
-                    session,
-                    tenant_id=tenant.tenant_id,
-                    level=BoundaryLevel.STATION,
-                    node_id=station.id,
-                    scope=station.scope,
-                    geometry=shape,
-                    synthetic=True,
-                )
+                await draw(BoundaryLevel.STATION, station, west, south, west + half, south + half)
     return Town(
         tenant,
         (nodes[Level.DISTRICT][0].code, nodes[Level.DISTRICT][0].scope),

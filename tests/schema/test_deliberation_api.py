@@ -40,6 +40,32 @@ def resident(api: Api, tenant: TenantInfo, scope: str) -> str:
     return api.token(tenant, ["resident"], [scope], sub=f"user:{next(_people)}")
 
 
+PROPOSE = (
+    "mutation($input: ProposeDeliberationInput!) { proposeDeliberation(input: $input) { __typename"
+    f" ... on DeliberationPayload {{ deliberation {{ {DELIBERATION} }} }} {FIELDS} }} }}"
+)
+
+
+def proposal(station_id: int, topic: str, capacity: int, quorum: int) -> dict[str, Any]:
+    """The input of a council at the station meeting in three hours (registration closes in two, voting
+    in five)."""
+    now = datetime.now(UTC)
+    return {
+        "nodeId": encode_id("Station", station_id),
+        "topic": topic,
+        "meetingAt": (now + timedelta(hours=3)).isoformat(),
+        "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
+        "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
+        "capacity": capacity,
+        "quorum": quorum,
+    }
+
+
+async def propose(api: Api, token: str, fields: dict[str, Any]) -> dict[str, Any]:
+    result: dict[str, Any] = (await api.gql(PROPOSE, {"input": fields}, token))["proposeDeliberation"]
+    return result
+
+
 async def register(api: Api, token: str, deliberation_id: str, **groups: Any) -> dict[str, Any]:
     details = {"ageBand": "AGE_45_59", "tenure": "OWNER", "residency": "LONG_TERM", **groups}
     data = await api.gql(
@@ -66,24 +92,8 @@ async def step(api: Api, token: str, name: str, deliberation_id: str, extra: str
 async def test_a_council_run_by_staff_and_residents(api: Api, database: Database, alpha: TenantInfo) -> None:
     (station_id, station), (_, sibling), (_, elsewhere) = await stations(database, alpha)
     staff = api.token(alpha, ["station_liaison"], [station], sub="user:910")
-    now = datetime.now(UTC)
-    proposed = await api.gql(
-        "mutation($input: ProposeDeliberationInput!) { proposeDeliberation(input: $input) { __typename"
-        f" ... on DeliberationPayload {{ deliberation {{ {DELIBERATION} }} }} {FIELDS} }} }}",
-        {
-            "input": {
-                "nodeId": encode_id("Station", station_id),
-                "topic": "3号楼加装电梯",
-                "meetingAt": (now + timedelta(hours=3)).isoformat(),
-                "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
-                "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
-                "capacity": 2,
-                "quorum": 2,
-            }
-        },
-        staff,
-    )
-    deliberation = proposed["proposeDeliberation"]["deliberation"]
+    proposed = await propose(api, staff, proposal(station_id, "3号楼加装电梯", capacity=2, quorum=2))
+    deliberation = proposed["deliberation"]
     key = deliberation["id"]
     assert (deliberation["state"], deliberation["capacity"], deliberation["result"]) == ("OPEN", 2, None)
 
@@ -182,38 +192,15 @@ async def test_a_council_run_by_staff_and_residents(api: Api, database: Database
             "deliberation"
         ] is None
         assert (await register(api, outsider, key))["code"] == "NOT_FOUND"
-    foreign = await api.gql(
-        "mutation($input: ProposeDeliberationInput!) { proposeDeliberation(input: $input) {"
-        f" __typename {FIELDS} }} }}",
-        {
-            "input": {
-                "nodeId": encode_id("Station", station_id),
-                "topic": "越权",
-                "meetingAt": (now + timedelta(hours=3)).isoformat(),
-                "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
-                "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
-                "capacity": 2,
-                "quorum": 1,
-            }
-        },
-        intruder,
-    )
-    assert foreign["proposeDeliberation"]["code"] in {"NOT_FOUND", "OUT_OF_SCOPE"}
+    foreign = await propose(api, intruder, proposal(station_id, "越权", capacity=2, quorum=1))
+    assert foreign["code"] in {"NOT_FOUND", "OUT_OF_SCOPE"}
 
 
 async def test_bad_proposals_are_typed_errors(api: Api, database: Database, alpha: TenantInfo) -> None:
     (station_id, station), _, _ = await stations(database, alpha)
     staff = api.token(alpha, ["station_liaison"], [station], sub="user:912")
     now = datetime.now(UTC)
-    base = {
-        "nodeId": encode_id("Station", station_id),
-        "topic": "议题",
-        "meetingAt": (now + timedelta(hours=3)).isoformat(),
-        "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
-        "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
-        "capacity": 10,
-        "quorum": 5,
-    }
+    base = proposal(station_id, "议题", capacity=10, quorum=5)
     for change, field in (
         ({"quorum": 11}, "quorum"),
         ({"approvalNumerator": 4, "approvalDenominator": 3}, "approval"),
@@ -221,14 +208,9 @@ async def test_bad_proposals_are_typed_errors(api: Api, database: Database, alph
         ({"capturePercent": 0}, "capturePercent"),
         ({"nodeId": "bm90IGFuIGlk"}, "nodeId"),
     ):
-        data = await api.gql(
-            "mutation($input: ProposeDeliberationInput!) { proposeDeliberation(input: $input) {"
-            f" __typename {FIELDS} }} }}",
-            {"input": {**base, **change}},
-            staff,
-        )
-        assert data["proposeDeliberation"]["code"] == "INVALID_INPUT", change
-        assert data["proposeDeliberation"]["field"] == field
+        refused = await propose(api, staff, {**base, **change})
+        assert refused["code"] == "INVALID_INPUT", change
+        assert refused["field"] == field
 
 
 async def test_a_list_of_deliberations_costs_the_same_statements_however_long(
@@ -242,26 +224,10 @@ async def test_a_list_of_deliberations_costs_the_same_statements_however_long(
         ).all()
     station_id, station = sorted(rows, key=lambda r: r[1])[0]
     staff = api.token(alpha, ["station_liaison"], [station], sub="user:913")
-    now = datetime.now(UTC)
 
-    async def propose() -> None:
-        done = await api.gql(
-            "mutation($input: ProposeDeliberationInput!) "
-            "{ proposeDeliberation(input: $input) { __typename } }",
-            {
-                "input": {
-                    "nodeId": encode_id("Station", station_id),
-                    "topic": "楼道照明改造",
-                    "meetingAt": (now + timedelta(hours=3)).isoformat(),
-                    "registrationDeadline": (now + timedelta(hours=2)).isoformat(),
-                    "votingClosesAt": (now + timedelta(hours=5)).isoformat(),
-                    "capacity": 20,
-                    "quorum": 2,
-                }
-            },
-            staff,
-        )
-        assert done["proposeDeliberation"]["__typename"] == "DeliberationPayload"
+    async def propose_one() -> None:
+        done = await propose(api, staff, proposal(station_id, "楼道照明改造", capacity=20, quorum=2))
+        assert done["__typename"] == "DeliberationPayload"
 
     async def statements_for_list() -> tuple[int, int]:
         with api.count_statements() as statements:
@@ -271,10 +237,10 @@ async def test_a_list_of_deliberations_costs_the_same_statements_however_long(
         return len(data["deliberations"]), len(statements)
 
     for _ in range(2):
-        await propose()
+        await propose_one()
     few, few_statements = await statements_for_list()
     for _ in range(3):
-        await propose()
+        await propose_one()
     more, more_statements = await statements_for_list()
     assert more == few + 3
     assert more_statements == few_statements, (few_statements, more_statements)

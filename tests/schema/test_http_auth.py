@@ -44,30 +44,17 @@ async def test_expired_wrongly_signed_none_and_unknown_tenant_are_401(api: Api, 
         ttl=timedelta(minutes=1),
         now=datetime.now(UTC) - timedelta(hours=2),
     )
-    forged = jwt.encode(
-        {
-            "sub": "user:1",
-            "tenant": "alpha",
-            "scopes": [alpha.scope],
-            "roles": ["city_admin"],
-            "exp": datetime.now(UTC) + timedelta(hours=1),
-            "iss": "liaison-grid",
-        },
-        "a-guessed-secret-that-is-long-enough",
-        algorithm="HS256",
-    )
-    unsigned = jwt.encode(
-        {
-            "sub": "user:1",
-            "tenant": "alpha",
-            "scopes": [alpha.scope],
-            "roles": ["city_admin"],
-            "exp": datetime.now(UTC) + timedelta(hours=1),
-            "iss": "liaison-grid",
-        },
-        "",
-        algorithm="none",
-    )
+    # A city admin's claims, signed with a key the API does not have, or not signed at all.
+    claims = {
+        "sub": "user:1",
+        "tenant": "alpha",
+        "scopes": [alpha.scope],
+        "roles": ["city_admin"],
+        "exp": datetime.now(UTC) + timedelta(hours=1),
+        "iss": "liaison-grid",
+    }
+    forged = jwt.encode(claims, "a-guessed-secret-that-is-long-enough", algorithm="HS256")
+    unsigned = jwt.encode(claims, "", algorithm="none")
     unknown = api.token("atlantis", ["city_admin"], ["c1"])
     for token, reason in [
         (expired, "expired"),

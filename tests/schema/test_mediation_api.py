@@ -12,10 +12,8 @@ from sqlalchemy import select
 from schema.relay import encode_id
 from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.identity import Assignment, create_user
 from tenants.models import Station, Street
-from tenants.roles import Role
-from tests.helpers import Api, TenantInfo
+from tests.helpers import Api, TenantInfo, create_station_user
 
 _people = itertools.count(40000)
 FIELDS = "... on Error { code message field }"
@@ -74,14 +72,8 @@ async def test_a_case_climbs_to_the_deputy_who_settles_it(
 ) -> None:
     street_id, [(station_id, station), (_, sibling)] = await street_with_stations(database, alpha, -3)
     async with database.scoped(TenantContext.whole_tenant(alpha.tenant_id, "system:test")) as session:
-        user = await create_user(
-            session,
-            alpha.tenant_id,
-            username=f"apideputy{next(_people)}",
-            password="unused",
-            display_name="代表",
-            home_scope=station,
-            assignments=[Assignment(Role.DEPUTY, station)],
+        user = await create_station_user(
+            session, alpha.tenant_id, station, f"apideputy{next(_people)}", "代表", password="unused"
         )
     deputy_sub = f"user:{user.id}"
     staff = api.token(alpha, ["station_liaison"], [station], sub="user:920")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -34,7 +34,7 @@ from schema.schema import build_schema
 from tenants.db import Database
 from tenants.roles import Role
 from tests.helpers import Api, TenantInfo
-from tests.requests_city import City, build_city
+from tests.requests_city import City, StationInfo, build_city
 
 # Mutations that act on no existing row: signing in, and submitting a request (a hotline operator of one
 # district takes a caller's request about any place; intake routes it, and the receipt is checked in the
@@ -162,8 +162,9 @@ def _future(days: float) -> str:
     return (datetime.now(UTC) + timedelta(days=days)).isoformat()
 
 
-def with_input(name: str, input_type: str) -> str:
-    return doc(name, input=f"{input_type}!")
+async def _ok_with_input(api: Api, token: str, name: str, fields: dict[str, Any]) -> None:
+    """Mutation `name` given `fields` as its input, which must succeed."""
+    await _ok(api, token, doc(name, input=api.input_type(name)), {"input": fields})
 
 
 def _latest(owner_dsn: str, table: str, tenant_id: int, where: str = "true", n: int = 1) -> list[int]:
@@ -201,19 +202,17 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
         for n, kind in enumerate(kinds)
     }
     for station, chosen in ((b, kinds), (a, kinds[:1])):
-        await _ok(
+        await _ok_with_input(
             api,
             admin,
-            with_input("proposeMeeting", "ProposeMeetingInput"),
+            "proposeMeeting",
             {
-                "input": {
-                    "stationId": _gid("Station", station.id),
-                    "topic": "停车难",
-                    "proposedTimes": [_future(10)],
-                    "place": "社区议事厅",
-                    "requiredKinds": chosen,
-                    "minKinds": len(chosen),
-                }
+                "stationId": _gid("Station", station.id),
+                "topic": "停车难",
+                "proposedTimes": [_future(10)],
+                "place": "社区议事厅",
+                "requiredKinds": chosen,
+                "minKinds": len(chosen),
             },
         )
         (meeting_id,) = _latest(owner_dsn, "meetings", t)
@@ -222,109 +221,86 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
             {"kind": kind, "principal": f"user:{9100 + n}", "name": f"代表{n}"}
             for n, kind in enumerate(chosen)
         ]
-        await _ok(
-            api,
-            admin,
-            with_input("inviteMeetingParties", "InvitePartiesInput"),
-            {"input": {"meetingId": meeting, "parties": parties}},
-        )
+        await _ok_with_input(api, admin, "inviteMeetingParties", {"meetingId": meeting, "parties": parties})
         invitations = _latest(
             owner_dsn, "meeting_invitations", t, f"meeting_id = {meeting_id}", n=len(chosen)
         )
         for invitation_id, kind in zip(invitations, chosen, strict=True):
-            await _ok(
+            await _ok_with_input(
                 api,
                 party[kind],
-                with_input("replyToMeetingInvitation", "MeetingReplyInput"),
-                {"input": {"invitationId": _gid("MeetingInvitation", invitation_id), "accept": True}},
+                "replyToMeetingInvitation",
+                {"invitationId": _gid("MeetingInvitation", invitation_id), "accept": True},
             )
-        await _ok(
-            api,
-            admin,
-            doc("confirmMeeting", meetingId="ID!"),
-            {"meetingId": meeting},
-        )
+        await _ok(api, admin, doc("confirmMeeting", meetingId="ID!"), {"meetingId": meeting})
         target = rows.sibling if station is b else rows.own
         target["Meeting"] = [meeting]
         target["MeetingInvitation"] = [_gid("MeetingInvitation", i) for i in invitations]
         if station is not b:
             continue
         attendees = [_gid("MeetingInvitation", i) for i in invitations]
-        await _ok(
-            api,
-            admin,
-            with_input("holdMeeting", "HoldMeetingInput"),
-            {"input": {"meetingId": meeting, "attendeeInvitationIds": attendees}},
+        await _ok_with_input(
+            api, admin, "holdMeeting", {"meetingId": meeting, "attendeeInvitationIds": attendees}
         )
-        await _ok(
+        await _ok_with_input(
             api,
             admin,
-            with_input("recordMeetingMinutes", "RecordMinutesInput"),
-            {"input": {"meetingId": meeting, "minutes": "纪要", "resolution": "决议"}},
+            "recordMeetingMinutes",
+            {"meetingId": meeting, "minutes": "纪要", "resolution": "决议"},
         )
         for invitation, kind in zip(attendees, chosen, strict=True):
-            await _ok(
-                api,
-                party[kind],
-                with_input("castMeetingVote", "MeetingVoteInput"),
-                {"input": {"invitationId": invitation, "vote": "YES"}},
+            await _ok_with_input(
+                api, party[kind], "castMeetingVote", {"invitationId": invitation, "vote": "YES"}
             )
-        await _ok(
+        await _ok(api, admin, doc("tallyMeetingVotes", meetingId="ID!"), {"meetingId": meeting})
+        await _ok_with_input(
             api,
             admin,
-            doc("tallyMeetingVotes", meetingId="ID!"),
-            {"meetingId": meeting},
-        )
-        await _ok(
-            api,
-            admin,
-            with_input("assignMeetingActionItems", "AssignActionItemsInput"),
+            "assignMeetingActionItems",
             {
-                "input": {
-                    "meetingId": meeting,
-                    "items": [
-                        {"kind": "DEPUTY", "assignee": "user:9100", "title": "划线", "dueAt": _future(20)}
-                    ],
-                }
+                "meetingId": meeting,
+                "items": [{"kind": "DEPUTY", "assignee": "user:9100", "title": "划线", "dueAt": _future(20)}],
             },
         )
         rows.sibling["MeetingActionItem"] = [
             _gid("MeetingActionItem", i) for i in _latest(owner_dsn, "meeting_actions", t)
         ]
 
+    async def one_at_each_station(
+        mutation: str, fields: Callable[[StationInfo], dict[str, Any]], table: str, type_name: str
+    ) -> None:
+        """`mutation` by the admin at the sibling station and at the caller's own; the rows it makes."""
+        for station in (b, a):
+            await _ok_with_input(api, admin, mutation, fields(station))
+            (row_id,) = _latest(owner_dsn, table, t)
+            (rows.sibling if station is b else rows.own)[type_name] = [_gid(type_name, row_id)]
+
     # Deliberations: one put to each station; the victim registers for the sibling's.
-    for station in (b, a):
-        await _ok(
-            api,
-            admin,
-            with_input("proposeDeliberation", "ProposeDeliberationInput"),
-            {
-                "input": {
-                    "nodeId": _gid("Station", station.id),
-                    "topic": "加装电梯",
-                    "meetingAt": _future(10),
-                    "registrationDeadline": _future(5),
-                    "votingClosesAt": _future(11),
-                    "capacity": 20,
-                    "quorum": 1,
-                }
-            },
-        )
-        (deliberation_id,) = _latest(owner_dsn, "deliberations", t)
-        (rows.sibling if station is b else rows.own)["Deliberation"] = [_gid("Deliberation", deliberation_id)]
+    await one_at_each_station(
+        "proposeDeliberation",
+        lambda station: {
+            "nodeId": _gid("Station", station.id),
+            "topic": "加装电梯",
+            "meetingAt": _future(10),
+            "registrationDeadline": _future(5),
+            "votingClosesAt": _future(11),
+            "capacity": 20,
+            "quorum": 1,
+        },
+        "deliberations",
+        "Deliberation",
+    )
     resident_b = api.token(tenant, ["resident"], [b.scope], sub="user:9002")
-    await _ok(
+    await _ok_with_input(
         api,
         resident_b,
-        with_input("registerForDeliberation", "RegisterForDeliberationInput"),
+        "registerForDeliberation",
         {
-            "input": {
-                "deliberationId": rows.sibling["Deliberation"][0],
-                "displayName": "王",
-                "ageBand": "AGE_30_44",
-                "tenure": "OWNER",
-                "residency": "LONG_TERM",
-            }
+            "deliberationId": rows.sibling["Deliberation"][0],
+            "displayName": "王",
+            "ageBand": "AGE_30_44",
+            "tenure": "OWNER",
+            "residency": "LONG_TERM",
         },
     )
     rows.sibling["DeliberationRegistration"] = [
@@ -332,59 +308,50 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
     ]
 
     # Mediation: a case at each station, the sibling's with a session.
-    for station in (b, a):
-        await _ok(
-            api,
-            admin,
-            with_input("openMediationCase", "OpenMediationCaseInput"),
-            {
-                "input": {
-                    "stationId": _gid("Station", station.id),
-                    "caseType": "NEIGHBOURS",
-                    "description": "漏水",
-                    "parties": [
-                        {"name": SECRETS[3], "role": "APPLICANT"},
-                        {"name": "李", "role": "RESPONDENT"},
-                    ],
-                }
-            },
-        )
-        (case_id,) = _latest(owner_dsn, "mediation_cases", t)
-        (rows.sibling if station is b else rows.own)["MediationCase"] = [_gid("MediationCase", case_id)]
-    await _ok(
+    await one_at_each_station(
+        "openMediationCase",
+        lambda station: {
+            "stationId": _gid("Station", station.id),
+            "caseType": "NEIGHBOURS",
+            "description": "漏水",
+            "parties": [
+                {"name": SECRETS[3], "role": "APPLICANT"},
+                {"name": "李", "role": "RESPONDENT"},
+            ],
+        },
+        "mediation_cases",
+        "MediationCase",
+    )
+    await _ok_with_input(
         api,
         admin,
-        with_input("recordMediationSession", "MediationSessionInput"),
+        "recordMediationSession",
         {
-            "input": {
-                "caseId": rows.sibling["MediationCase"][0],
-                "heldOn": datetime.now(UTC).date().isoformat(),
-                "notes": "调解",
-            }
+            "caseId": rows.sibling["MediationCase"][0],
+            "heldOn": datetime.now(UTC).date().isoformat(),
+            "notes": "调解",
         },
     )
 
     # Routing, webhooks and notices of district B.
     district_b = _gid("District", b.district_id)
-    await _ok(
+    await _ok_with_input(
         api,
         admin,
-        with_input("setRoutingRule", "RoutingRuleInput"),
+        "setRoutingRule",
         {
-            "input": {
-                "nodeId": district_b,
-                "category": "environment",
-                "responsible": "DEPARTMENT",
-                "department": "区城管委",
-            }
+            "nodeId": district_b,
+            "category": "environment",
+            "responsible": "DEPARTMENT",
+            "department": "区城管委",
         },
     )
     rows.sibling["RoutingRule"] = [str(i) for i in _latest(owner_dsn, "routing_rules", t)]
-    await _ok(
+    await _ok_with_input(
         api,
         admin,
-        with_input("createWebhookEndpoint", "CreateWebhookEndpointInput"),
-        {"input": {"name": "district-b", "url": "https://hooks.example.com/b", "scopeNodeId": district_b}},
+        "createWebhookEndpoint",
+        {"name": "district-b", "url": "https://hooks.example.com/b", "scopeNodeId": district_b},
     )
     (endpoint_id,) = _latest(owner_dsn, "webhook_endpoints", t)
     with psycopg.connect(owner_dsn) as conn:

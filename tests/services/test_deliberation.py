@@ -10,7 +10,6 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-import psycopg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -26,7 +25,7 @@ from services.workflow.service import history
 from tenants.context import TenantContext
 from tenants.db import Database
 from tenants.models import Station
-from tests.helpers import TenantInfo
+from tests.helpers import TenantInfo, audit_actions, notices_asked, owner_rows
 
 T = TypeVar("T")
 LIAISON = frozenset({"station_liaison"})
@@ -109,6 +108,14 @@ async def propose(staff: Staff, p: service.Proposal) -> Deliberation:
     return await staff(lambda s, actor: service.propose(s, actor, LIAISON, p))
 
 
+async def proposed(database: Database, tenant: TenantInfo, **options: Any) -> tuple[str, Staff, Deliberation]:
+    """A deliberation put to the first station by its staff (`options` as for `proposal`): the station's
+    scope, the staff, and the deliberation."""
+    station, _, _ = await station_scopes(database, tenant)
+    staff = Staff(database, tenant, station)
+    return station, staff, await propose(staff, proposal(station, **options))
+
+
 async def staff_step(staff: Staff, name: str, deliberation_id: int, *args: Any) -> Deliberation:
     function = getattr(service, name)
     tenant_id, principal = staff.context.tenant_id, staff.context.principal
@@ -120,23 +127,8 @@ async def staff_step(staff: Staff, name: str, deliberation_id: int, *args: Any) 
     return await staff(work)
 
 
-async def owner_rows(owner_dsn: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    def read() -> list[tuple[Any, ...]]:
-        with psycopg.connect(owner_dsn) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    return await asyncio.to_thread(read)
-
-
 async def notices(owner_dsn: str, tenant_id: int, deliberation_id: int) -> list[dict[str, Any]]:
-    rows = await owner_rows(
-        owner_dsn,
-        "SELECT kwargs FROM outbox WHERE tenant_id = %s AND task = 'notifications.send'"
-        " AND kwargs->>'source' LIKE %s ORDER BY id",
-        tenant_id,
-        f"deliberation:{deliberation_id}:%",
-    )
-    return [row[0] for row in rows]
+    return await notices_asked(owner_dsn, tenant_id, f"deliberation:{deliberation_id}")
 
 
 async def run_to_voting(
@@ -155,9 +147,7 @@ async def run_to_voting(
 async def test_a_council_on_adding_lifts_from_proposal_to_published_result(
     database: Database, alpha: TenantInfo, owner_dsn: str
 ) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station, capacity=13, quorum=10))
+    station, staff, deliberation = await proposed(database, alpha, capacity=13, quorum=10)
     residents = [Resident(database, alpha, station) for _ in range(13)]
     await run_to_voting(staff, deliberation, residents, attending=13)
     for resident in residents[:12]:
@@ -187,13 +177,8 @@ async def test_a_council_on_adding_lifts_from_proposal_to_published_result(
         "close_voting",
         "publish",
     ]
-    audit = await owner_rows(
-        owner_dsn,
-        "SELECT action FROM audit_log WHERE tenant_id = %s AND subject = %s ORDER BY seq",
-        alpha.tenant_id,
-        f"deliberation:{deliberation.id}",
-    )
-    assert [a for (a,) in audit] == [f"deliberation.{step}" for step in steps]
+    audit = await audit_actions(owner_dsn, alpha.tenant_id, f"deliberation:{deliberation.id}")
+    assert audit == [f"deliberation.{step}" for step in steps]
 
     sent = await notices(owner_dsn, alpha.tenant_id, deliberation.id)
     to_residents = [n for n in sent if n["kind"] == "deliberation.published"]
@@ -206,9 +191,7 @@ async def test_a_council_on_adding_lifts_from_proposal_to_published_result(
 async def test_capacity_waitlist_and_promotion_of_the_first_waitlisted(
     database: Database, alpha: TenantInfo, owner_dsn: str
 ) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station, capacity=2))
+    station, staff, deliberation = await proposed(database, alpha, capacity=2)
     first, second, third, fourth = (Resident(database, alpha, station) for _ in range(4))
     statuses = [(await r.register(deliberation.id)).status for r in (first, second, third, fourth)]
     assert statuses == ["registered", "registered", "waitlisted", "waitlisted"]
@@ -301,9 +284,7 @@ async def test_quorum_and_threshold_edges(database: Database, alpha: TenantInfo)
 
 
 async def test_only_attendees_vote_once_and_only_while_voting(database: Database, alpha: TenantInfo) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station))
+    station, staff, deliberation = await proposed(database, alpha)
     present, absent = Resident(database, alpha, station), Resident(database, alpha, station)
     await present.register(deliberation.id)
     await absent.register(deliberation.id)
@@ -333,9 +314,7 @@ async def test_only_attendees_vote_once_and_only_while_voting(database: Database
 
 
 async def test_diversity_report_warns_above_the_capture_share(database: Database, alpha: TenantInfo) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station))
+    station, staff, deliberation = await proposed(database, alpha)
     residents = [Resident(database, alpha, station) for _ in range(5)]
     # Registrants: 3 of 5 retired cadres (60%: not over), 4 of 5 owners (80%: over).
     groups: list[dict[str, Any]] = [
@@ -375,9 +354,7 @@ async def test_diversity_report_warns_above_the_capture_share(database: Database
 async def test_deadlines_fire_once_however_often_swept(
     database: Database, alpha: TenantInfo, owner_dsn: str
 ) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station))
+    station, _, deliberation = await proposed(database, alpha)
     await Resident(database, alpha, station).register(deliberation.id)
     early = await sweep(database, now=deliberation.registration_deadline - timedelta(seconds=1))
     assert early[service.REGISTRATION_TIMER] == 0
@@ -406,9 +383,7 @@ async def test_deadlines_fire_once_however_often_swept(
 async def test_cancel_needs_a_reason_and_stops_the_timers(
     database: Database, alpha: TenantInfo, owner_dsn: str
 ) -> None:
-    station, _, _ = await station_scopes(database, alpha)
-    staff = Staff(database, alpha, station)
-    deliberation = await propose(staff, proposal(station))
+    station, staff, deliberation = await proposed(database, alpha)
     resident = Resident(database, alpha, station)
     await resident.register(deliberation.id)
     with pytest.raises(InvalidInput) as refused:

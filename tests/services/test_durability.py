@@ -15,7 +15,6 @@ import os
 import random
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -36,7 +35,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 import services.meetings.tasks  # noqa: F401  (registers the timer handlers, as the worker does)
 from deploy.cli import worker_argv
-from deploy.seed import seed_synthetic
 from deploy.settings import REPO_ROOT, Settings
 from services.celery_app import (
     DURABLE_SETTINGS,
@@ -52,24 +50,25 @@ from services.meetings.service import Actor, NewAction, Party, Proposal
 from services.notifications.dispatch import notify
 from services.outbox.service import Publisher, relay_tenant
 from services.timers.service import sweep_tenant
-from services.unit_of_work import UnitOfWork
-from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.principals import resident_scope
-from tests.helpers import process_env, wait_for
+from tests.helpers import (
+    MeetingEffects,
+    commit_step,
+    free_port,
+    meeting_organiser,
+    meeting_party,
+    process_env,
+    scalar,
+    seed_stations,
+    start_redis_server,
+    wait_for,
+)
 
 T = TypeVar("T")
 SHORT_VISIBILITY, SHORT_LIMIT = 6, 4
 
 
 # --- real processes ---------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class PrivateRedis:
@@ -86,18 +85,8 @@ class PrivateRedis:
         return f"redis://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
-        argv = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory)]
-        argv += ["--appendonly", "yes", "--appendfsync", "always", "--save", "", "--protected-mode", "no"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                if redis.Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
+        persistence = ("--appendonly", "yes", "--appendfsync", "always", "--save", "")
+        self.process = start_redis_server(self.port, self.directory, *persistence)
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:
@@ -226,26 +215,17 @@ class Town:
         self.tenant_id = tenant_id
         self.scope = station_scope
         self.station_id = station_id
-        self.organiser = Actor(
-            TenantContext(tenant_id, (station_scope,), "user:organiser"), frozenset({"station_liaison"})
-        )
+        self.organiser = meeting_organiser(tenant_id, station_scope)
 
     def party(self, principal: str) -> Actor:
-        return Actor(
-            TenantContext(self.tenant_id, (resident_scope(self.tenant_id),), principal),
-            frozenset({"resident"}),
-        )
+        return meeting_party(self.tenant_id, principal)
 
 
 async def seeded(database: Database, owner_dsn: str, code: str) -> Town:
-    result = await seed_synthetic(database, code, districts=1, streets=1, stations=1, seed=5)
-    with psycopg.connect(owner_dsn) as conn:
-        row = conn.execute(
-            "SELECT id, scope::text FROM stations WHERE tenant_id = %s ORDER BY id LIMIT 1",
-            (result.tenant_id,),
-        ).fetchone()
-    assert row is not None
-    return Town(result.tenant_id, str(row[1]), int(row[0]))
+    info, ((station_id, scope),) = await seed_stations(
+        database, owner_dsn, code, streets=1, stations=1, seed=5
+    )
+    return Town(info.tenant_id, scope, station_id)
 
 
 @pytest.fixture(scope="module")
@@ -290,15 +270,7 @@ async def step(
     database: Database, actor: Actor, publisher: Publisher, work: Callable[[AsyncSession], Awaitable[T]]
 ) -> T:
     """One transaction of `actor`, its outbox published by `publisher` after the commit."""
-    unit = UnitOfWork(database, actor.context, publisher=publisher)
-    session = await unit.session()
-    try:
-        result = await work(session)
-    except BaseException:
-        await unit.rollback()
-        raise
-    await unit.commit()
-    return result
+    return await commit_step(database, actor.context, publisher, work)
 
 
 def proposal(town: Town, days: int = 5, **extra: Any) -> Proposal:
@@ -328,62 +300,15 @@ async def proposed_and_invited(
     return meeting.id, invited
 
 
-def scalar(dsn: str, sql: str, *args: Any) -> int:
-    with psycopg.connect(dsn) as conn:
-        row = conn.execute(sql, args).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
-
-
-class Effects:
-    """Every effect of a meeting, counted in the database."""
-
-    def __init__(self, dsn: str, tenant_id: int, meeting_id: int) -> None:
-        self.dsn, self.tenant_id, self.meeting_id = dsn, tenant_id, meeting_id
-
-    def notices(self) -> int:
-        return scalar(
-            self.dsn,
-            "SELECT count(*) FROM meeting_notices WHERE tenant_id = %s AND meeting_id = %s",
-            self.tenant_id,
-            self.meeting_id,
-        )
-
-    def outbox_notices(self) -> int:
-        return scalar(
-            self.dsn,
-            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND task = 'notifications.send' "
-            "AND kwargs->>'source' LIKE %s",
-            self.tenant_id,
-            f"meeting:{self.meeting_id}:%",
-        )
-
-    def delivered(self) -> int:
-        return scalar(
-            self.dsn,
-            "SELECT count(*) FROM notifications WHERE tenant_id = %s AND source LIKE %s",
-            self.tenant_id,
-            f"meeting:{self.meeting_id}:%",
-        )
-
-    def unsent(self) -> int:
-        return scalar(
-            self.dsn,
-            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND sent_at IS NULL",
-            self.tenant_id,
-        )
-
-    async def settle(self, expected: int, within: float = 40.0) -> None:
-        """Wait until `expected` notices exist and are delivered, then check that no more appear."""
-
-        async def done() -> bool:
-            counts = await asyncio.to_thread(
-                lambda: (self.notices(), self.outbox_notices(), self.delivered())
-            )
-            return all(c >= expected for c in counts)
-
-        await wait_for(done, within=within)
-        await asyncio.sleep(1.0)
-        assert (self.notices(), self.outbox_notices(), self.delivered()) == (expected, expected, expected)
+async def invited_announce_held(
+    database: Database, town: Town, prefix: str
+) -> tuple[int, tuple[str, dict[str, Any], str]]:
+    """A meeting proposed and its six parties invited, nothing published: its id, and the announce task
+    (task, kwargs, task id) the invitation asked for."""
+    held = Sent(None)
+    meeting_id, _ = await proposed_and_invited(database, town, prefix, held)
+    announces = [m for m in held.messages if m[0] == service.ANNOUNCE_TASK]
+    return meeting_id, announces[-1]
 
 
 @contextmanager
@@ -505,10 +430,8 @@ async def test_pool_child_killed_mid_task(
     database: Database, town: Town, owner_dsn: str, settings: Settings, broker: PrivateRedis, workers: Workers
 ) -> None:
     worker = workers.worker(broker.url, "dur-child")
-    held = Sent(None)
-    meeting_id, _ = await proposed_and_invited(database, town, "child", held)
-    effects = Effects(owner_dsn, town.tenant_id, meeting_id)
-    (task, kwargs, task_id) = [m for m in held.messages if m[0] == service.ANNOUNCE_TASK][-1]
+    meeting_id, (task, kwargs, task_id) = await invited_announce_held(database, town, "child")
+    effects = MeetingEffects(owner_dsn, town.tenant_id, meeting_id)
     with meeting_locked(owner_dsn, town.tenant_id, meeting_id):
         Sent(broker.url)(task, kwargs, task_id)
         first = await blocked_backend(settings.database_url, "dur-child")
@@ -530,10 +453,8 @@ async def test_main_worker_killed_mid_task(
 ) -> None:
     short = {"LIAISON_VISIBILITY_TIMEOUT": str(SHORT_VISIBILITY), "LIAISON_TASK_TIME_LIMIT": str(SHORT_LIMIT)}
     lost = workers.worker(broker.url, "dur-lost", short)
-    held = Sent(None)
-    meeting_id, _ = await proposed_and_invited(database, town, "main", held)
-    effects = Effects(owner_dsn, town.tenant_id, meeting_id)
-    (task, kwargs, task_id) = [m for m in held.messages if m[0] == service.ANNOUNCE_TASK][-1]
+    meeting_id, (task, kwargs, task_id) = await invited_announce_held(database, town, "main")
+    effects = MeetingEffects(owner_dsn, town.tenant_id, meeting_id)
     with meeting_locked(owner_dsn, town.tenant_id, meeting_id):
         Sent(broker.url)(task, kwargs, task_id)
         await blocked_backend(settings.database_url, "dur-lost")
@@ -661,21 +582,16 @@ async def test_workers_killed_right_after_publish_lose_no_notice(
 
         await wait_for(relayed, within=90, interval=1.0)
         expected = {f"kill:{n}:{k}" for n in range(KILL_ROUNDS) for k in range(NOTICES_PER_ROUND)}
-        with psycopg.connect(owner_dsn) as conn:
-            delivered = Counter(
-                str(row[0])
-                for row in conn.execute(
-                    "SELECT source FROM notifications WHERE tenant_id = %s AND source LIKE 'kill:%%'",
-                    (town.tenant_id,),
-                ).fetchall()
-            )
-            attempts = Counter(
-                int(row[0])
-                for row in conn.execute(
-                    "SELECT attempts FROM outbox WHERE tenant_id = %s AND kwargs->>'source' LIKE 'kill:%%'",
-                    (town.tenant_id,),
-                ).fetchall()
-            )
+
+        def counted(statement: str) -> Counter[Any]:
+            """How often each value `statement` selects of the town's rows occurs."""
+            with psycopg.connect(owner_dsn) as conn:
+                return Counter(row[0] for row in conn.execute(statement, (town.tenant_id,)).fetchall())
+
+        delivered = counted("SELECT source FROM notifications WHERE tenant_id = %s AND source LIKE 'kill:%%'")
+        attempts = counted(
+            "SELECT attempts FROM outbox WHERE tenant_id = %s AND kwargs->>'source' LIKE 'kill:%%'"
+        )
         assert set(delivered) == expected and set(delivered.values()) == {1}
         assert sum(attempts.values()) == len(expected)
         assert sum(n for tries, n in attempts.items() if tries > 1) >= len(lost) + len(stranded)
@@ -710,7 +626,7 @@ async def test_broker_restarted_during_a_workflow(
         publisher = Sent(broker.url)
         organiser = town.organiser
         meeting_id, invited = await proposed_and_invited(database, town, "outage", publisher)
-        effects = Effects(owner_dsn, town.tenant_id, meeting_id)
+        effects = MeetingEffects(owner_dsn, town.tenant_id, meeting_id)
         await effects.settle(6)
 
         (task, kwargs, task_id) = [m for m in publisher.messages if m[0] == service.ANNOUNCE_TASK][-1]
@@ -811,6 +727,26 @@ async def _all_invitation_ids(session: AsyncSession, actor: Actor, meeting_id: i
     return [i.id for i in await repository.invitations(session, actor.tenant_id, [meeting_id])]
 
 
+async def held_and_minuted(
+    database: Database,
+    town: Town,
+    publisher: Publisher,
+    meeting_id: int,
+    attendees: list[int],
+    minutes: str,
+    resolution: str,
+) -> None:
+    """The organiser holds the meeting with `attendees` and records its minutes and resolution."""
+    organiser = town.organiser
+    await step(database, organiser, publisher, lambda s: service.hold(s, organiser, meeting_id, attendees))
+    await step(
+        database,
+        organiser,
+        publisher,
+        lambda s: service.record_minutes(s, organiser, meeting_id, minutes=minutes, resolution=resolution),
+    )
+
+
 async def _finish(
     database: Database,
     town: Town,
@@ -820,13 +756,7 @@ async def _finish(
     invited: list[Party],
 ) -> None:
     organiser = town.organiser
-    await step(database, organiser, publisher, lambda s: service.hold(s, organiser, meeting_id, attendees))
-    await step(
-        database,
-        organiser,
-        publisher,
-        lambda s: service.record_minutes(s, organiser, meeting_id, minutes="纪要", resolution="清理楼道"),
-    )
+    await held_and_minuted(database, town, publisher, meeting_id, attendees, "纪要", "清理楼道")
     for party, invitation_id in zip(invited, attendees, strict=True):
         await vote_as(database, town, party.principal, invitation_id, publisher)
     await step(database, organiser, publisher, lambda s: service.tally(s, organiser, meeting_id))
@@ -868,34 +798,11 @@ async def test_a_rolled_back_step_sends_nothing(database: Database, town: Town, 
     assert publisher.messages == []
     relayed = await relay_tenant(database, town.tenant_id, grace=timedelta(0), publisher=publisher)
     assert relayed == 0 and publisher.messages == []
+    effects = MeetingEffects(owner_dsn, town.tenant_id, meeting.id)
     for table in ("meeting_invitations", "meeting_notices"):
-        assert (
-            scalar(
-                owner_dsn,
-                f"SELECT count(*) FROM {table} WHERE tenant_id = %s AND meeting_id = %s",
-                town.tenant_id,
-                meeting.id,
-            )
-            == 0
-        )
-    assert (
-        scalar(
-            owner_dsn,
-            "SELECT count(*) FROM timers WHERE tenant_id = %s AND subject_id = %s AND kind LIKE 'meeting.%%'",
-            town.tenant_id,
-            meeting.id,
-        )
-        == 0
-    )
-    assert (
-        scalar(
-            owner_dsn,
-            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND kwargs->>'meeting_id' = %s",
-            town.tenant_id,
-            str(meeting.id),
-        )
-        == 0
-    )
+        assert effects.count(table, "meeting_id = %s", meeting.id) == 0
+    assert effects.count("timers", "subject_id = %s AND kind LIKE 'meeting.%%'", meeting.id) == 0
+    assert effects.count("outbox", "kwargs->>'meeting_id' = %s", str(meeting.id)) == 0
 
 
 async def test_the_same_task_delivered_twice_has_one_effect(
@@ -906,13 +813,11 @@ async def test_the_same_task_delivered_twice_has_one_effect(
     steady: subprocess.Popen[bytes],
     workers: Workers,
 ) -> None:
-    held = Sent(None)
-    meeting_id, _ = await proposed_and_invited(database, town, "twice", held)
-    (task, kwargs, task_id) = [m for m in held.messages if m[0] == service.ANNOUNCE_TASK][-1]
+    meeting_id, (task, kwargs, task_id) = await invited_announce_held(database, town, "twice")
     send = Sent(broker.url)
     send(task, kwargs, task_id)
     send(task, kwargs, f"{task_id}-again")
-    effects = Effects(owner_dsn, town.tenant_id, meeting_id)
+    effects = MeetingEffects(owner_dsn, town.tenant_id, meeting_id)
     await effects.settle(6)
 
     async def both_ran() -> bool:
@@ -997,13 +902,7 @@ async def test_deadlines_fire_once_under_concurrent_sweeps(
     attendees = await step(
         database, organiser, publisher, lambda s: _all_invitation_ids(s, organiser, meeting_id)
     )
-    await step(database, organiser, publisher, lambda s: service.hold(s, organiser, meeting_id, attendees))
-    await step(
-        database,
-        organiser,
-        publisher,
-        lambda s: service.record_minutes(s, organiser, meeting_id, minutes="m", resolution="r"),
-    )
+    await held_and_minuted(database, town, publisher, meeting_id, attendees, "m", "r")
     await step(database, organiser, publisher, lambda s: service.tally(s, organiser, meeting_id))
     due = datetime.now(UTC) + timedelta(days=2)
     item = NewAction("enterprise", invited[5].principal, "更换灯泡", due)

@@ -10,7 +10,6 @@ from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -25,11 +24,9 @@ from services.workflow.machine import IllegalTransition, NotAllowed
 from services.workflow.service import history
 from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.identity import Assignment, create_user
 from tenants.models import Station
 from tenants.principals import resident_scope
-from tenants.roles import Role
-from tests.helpers import TenantInfo
+from tests.helpers import TenantInfo, audit_actions, create_station_user, notices_asked, owner_rows
 
 LIAISON = frozenset({"station_liaison"})
 DEPUTY = frozenset({"deputy"})
@@ -50,14 +47,8 @@ async def streets_of_stations(database: Database, tenant: TenantInfo) -> list[li
 async def add_deputy(database: Database, tenant: TenantInfo, station: str) -> str:
     n = next(_people)
     async with unit_of_work(database, TenantContext.whole_tenant(tenant.tenant_id, "system:test")) as session:
-        user = await create_user(
-            session,
-            tenant.tenant_id,
-            username=f"deputy{n}",
-            password="not-used-here",
-            display_name=f"代表{n}",
-            home_scope=station,
-            assignments=[Assignment(Role.DEPUTY, station)],
+        user = await create_station_user(
+            session, tenant.tenant_id, station, f"deputy{n}", f"代表{n}", password="not-used-here"
         )
     return f"user:{user.id}"
 
@@ -96,23 +87,8 @@ async def outcome(
         )
 
 
-async def owner_rows(owner_dsn: str, sql: str, *params: object) -> list[tuple[Any, ...]]:
-    def read() -> list[tuple[Any, ...]]:
-        with psycopg.connect(owner_dsn) as conn:
-            return conn.execute(sql, params).fetchall()
-
-    return await asyncio.to_thread(read)
-
-
 async def notices(owner_dsn: str, tenant_id: int, case_id: int) -> list[dict[str, Any]]:
-    rows = await owner_rows(
-        owner_dsn,
-        "SELECT kwargs FROM outbox WHERE tenant_id = %s AND task = 'notifications.send'"
-        " AND kwargs->>'source' LIKE %s ORDER BY id",
-        tenant_id,
-        f"mediation:{case_id}:%",
-    )
-    return [row[0] for row in rows]
+    return await notices_asked(owner_dsn, tenant_id, f"mediation:{case_id}")
 
 
 async def level_rows(database: Database, actor: TenantContext, case_id: int) -> list[MediationLevel]:
@@ -155,13 +131,8 @@ async def test_a_neighbours_dispute_settled_by_the_community_mediator(
     async with database.scoped(mediator) as session:
         steps = [e.step for e in await history(session, alpha.tenant_id, "mediation", case.id)]
     assert steps == ["open", "record_session", "settle"]
-    audit = await owner_rows(
-        owner_dsn,
-        "SELECT action FROM audit_log WHERE tenant_id = %s AND subject = %s ORDER BY seq",
-        alpha.tenant_id,
-        f"mediation:{case.id}",
-    )
-    assert [a for (a,) in audit] == [f"mediation.{s}" for s in steps]
+    audit = await audit_actions(owner_dsn, alpha.tenant_id, f"mediation:{case.id}")
+    assert audit == [f"mediation.{s}" for s in steps]
     to_applicant = [
         n["kind"] for n in await notices(owner_dsn, alpha.tenant_id, case.id) if n["recipient"] == applicant
     ]

@@ -9,14 +9,12 @@ import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import psycopg
 import pytest
 
-from deploy.seed import seed_synthetic
 from schema.relay import decode_id, encode_id
 from services.meetings.service import resolution_passes
 from tenants.db import Database
-from tests.helpers import Api, TenantInfo, wait_for
+from tests.helpers import Api, MeetingEffects, TenantInfo, scalar, seed_stations, wait_for
 
 KINDS = [
     "DEPUTY",
@@ -57,12 +55,8 @@ class Town:
 
 @pytest.fixture(scope="module")
 async def town(database: Database, owner_dsn: str) -> Town:
-    result = await seed_synthetic(database, "meettown", districts=1, streets=2, stations=1, seed=3)
-    with psycopg.connect(owner_dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, scope::text FROM stations WHERE tenant_id = %s ORDER BY id", (result.tenant_id,)
-        ).fetchall()
-    return Town(TenantInfo("meettown", result.tenant_id), [(int(r[0]), str(r[1])) for r in rows])
+    info, stations = await seed_stations(database, owner_dsn, "meettown", streets=2, stations=1, seed=3)
+    return Town(info, stations)
 
 
 def liaison(api: Api, town: Town) -> str:
@@ -82,11 +76,12 @@ def parties(prefix: str) -> list[dict[str, str]]:
     ]
 
 
-async def mutate(
-    api: Api, name: str, arguments: str, variables: dict[str, Any], token: str
-) -> dict[str, Any]:
+async def mutate(api: Api, name: str, fields: dict[str, Any], token: str) -> dict[str, Any]:
+    """The payload of mutation `name` given `fields` as its input."""
     data = await api.gql(
-        f"mutation($input: {arguments}) {{ {name}(input: $input) {{ {payload(name)} }} }}", variables, token
+        f"mutation($input: {api.input_type(name)}) {{ {name}(input: $input) {{ {payload(name)} }} }}",
+        {"input": fields},
+        token,
     )
     result: dict[str, Any] = data[name]
     return result
@@ -105,17 +100,14 @@ async def propose(api: Api, town: Town, token: str, **extra: Any) -> str:
     result = await mutate(
         api,
         "proposeMeeting",
-        "ProposeMeetingInput!",
         {
-            "input": {
-                "stationId": encode_id("Station", town.station_id),
-                "topic": "加装电梯协调",
-                "agenda": "1. 方案 2. 费用分摊",
-                "place": "社区会议室",
-                "proposedTimes": [start.isoformat(), (start + timedelta(days=1)).isoformat()],
-                "replyDeadline": (start - timedelta(days=2)).isoformat(),
-                **extra,
-            }
+            "stationId": encode_id("Station", town.station_id),
+            "topic": "加装电梯协调",
+            "agenda": "1. 方案 2. 费用分摊",
+            "place": "社区会议室",
+            "proposedTimes": [start.isoformat(), (start + timedelta(days=1)).isoformat()],
+            "replyDeadline": (start - timedelta(days=2)).isoformat(),
+            **extra,
         },
         token,
     )
@@ -136,24 +128,12 @@ async def refused_proposal(
         "proposedTimes": [(datetime.now(UTC) + timedelta(days=days)).isoformat()],
         **given,
     }
-    answer = await mutate(
-        api,
-        "proposeMeeting",
-        "ProposeMeetingInput!",
-        {"input": {k: v for k, v in proposal.items() if v is not None}},
-        token,
-    )
+    answer = await mutate(api, "proposeMeeting", {k: v for k, v in proposal.items() if v is not None}, token)
     return answer["code"], answer["field"]
 
 
 async def invite(api: Api, meeting_id: str, token: str, invited: list[dict[str, str]]) -> dict[str, Any]:
-    return await mutate(
-        api,
-        "inviteMeetingParties",
-        "InvitePartiesInput!",
-        {"input": {"meetingId": meeting_id, "parties": invited}},
-        token,
-    )
+    return await mutate(api, "inviteMeetingParties", {"meetingId": meeting_id, "parties": invited}, token)
 
 
 async def my_invitation(api: Api, token: str, meeting_id: str) -> str:
@@ -165,11 +145,7 @@ async def my_invitation(api: Api, token: str, meeting_id: str) -> str:
 
 async def reply(api: Api, token: str, invitation_id: str, accept: bool, **extra: Any) -> dict[str, Any]:
     return await mutate(
-        api,
-        "replyToMeetingInvitation",
-        "MeetingReplyInput!",
-        {"input": {"invitationId": invitation_id, "accept": accept, **extra}},
-        token,
+        api, "replyToMeetingInvitation", {"invitationId": invitation_id, "accept": accept, **extra}, token
     )
 
 
@@ -177,12 +153,6 @@ REPLY_TIMERS = (
     "SELECT count(*) FROM timers WHERE tenant_id = %s AND subject_id = %s AND kind LIKE 'meeting.reply%%'"
 )
 PENDING_TIMERS = REPLY_TIMERS + " AND cancelled_at IS NULL"
-
-
-def count(owner_dsn: str, sql: str, *args: Any) -> int:
-    with psycopg.connect(owner_dsn) as conn:
-        row = conn.execute(sql, args).fetchone()
-    return int(row[0]) if row else 0
 
 
 async def test_a_meeting_from_proposal_to_closure(
@@ -248,21 +218,17 @@ async def test_a_meeting_from_proposal_to_closure(
     held = await mutate(
         api,
         "holdMeeting",
-        "HoldMeetingInput!",
-        {"input": {"meetingId": meeting_id, "attendeeInvitationIds": [i["id"] for i in attending]}},
+        {"meetingId": meeting_id, "attendeeInvitationIds": [i["id"] for i in attending]},
         staff,
     )
     assert held["meeting"]["state"] == "HELD", held
     minuted = await mutate(
         api,
         "recordMeetingMinutes",
-        "RecordMinutesInput!",
         {
-            "input": {
-                "meetingId": meeting_id,
-                "minutes": "六方一致同意加装方案。",
-                "resolution": "3 号楼加装电梯",
-            }
+            "meetingId": meeting_id,
+            "minutes": "六方一致同意加装方案。",
+            "resolution": "3 号楼加装电梯",
         },
         staff,
     )
@@ -270,13 +236,7 @@ async def test_a_meeting_from_proposal_to_closure(
     votes = ["YES", "YES", "YES", "YES", "NO", "ABSTAIN"]
     for invitation, vote in zip(attending, votes, strict=True):
         token = tokens.get(invitation["invitee"]) or substitute
-        cast = await mutate(
-            api,
-            "castMeetingVote",
-            "MeetingVoteInput!",
-            {"input": {"invitationId": invitation["id"], "vote": vote}},
-            token,
-        )
+        cast = await mutate(api, "castMeetingVote", {"invitationId": invitation["id"], "vote": vote}, token)
         assert cast["invitation"]["vote"] == vote, cast
     tallied = await step(api, "tallyMeetingVotes", meeting_id, staff)
     assert tallied["meeting"]["state"] == "VOTED"
@@ -295,17 +255,9 @@ async def test_a_meeting_from_proposal_to_closure(
             "dueAt": due,
         },
     ]
-    assigned = await mutate(
-        api,
-        "assignMeetingActionItems",
-        "AssignActionItemsInput!",
-        {"input": {"meetingId": meeting_id, "items": items}},
-        staff,
-    )
+    assigned = await mutate(api, "assignMeetingActionItems", {"meetingId": meeting_id, "items": items}, staff)
     assert assigned["meeting"]["state"] == "SUPERVISING", assigned
-    early = await mutate(
-        api, "closeMeeting", "CloseMeetingInput!", {"input": {"meetingId": meeting_id, "report": "x"}}, staff
-    )
+    early = await mutate(api, "closeMeeting", {"meetingId": meeting_id, "report": "x"}, staff)
     assert early["__typename"] == "ConflictError"
 
     for principal, token in (
@@ -318,28 +270,14 @@ async def test_a_meeting_from_proposal_to_closure(
         (item,) = mine["meeting"]["actionItems"]
         assert item["assignee"] == principal
         progress = await mutate(
-            api,
-            "reportActionItemProgress",
-            "MeetingActionItemNoteInput!",
-            {"input": {"actionItemId": item["id"], "note": "进行中"}},
-            token,
+            api, "reportActionItemProgress", {"actionItemId": item["id"], "note": "进行中"}, token
         )
         assert progress["actionItem"]["progress"] == "进行中", progress
-        done = await mutate(
-            api,
-            "completeMeetingActionItem",
-            "MeetingActionItemNoteInput!",
-            {"input": {"actionItemId": item["id"]}},
-            token,
-        )
+        done = await mutate(api, "completeMeetingActionItem", {"actionItemId": item["id"]}, token)
         assert done["actionItem"]["state"] == "DONE", done
 
     closed = await mutate(
-        api,
-        "closeMeeting",
-        "CloseMeetingInput!",
-        {"input": {"meetingId": meeting_id, "report": "电梯已开工，各方任务完成。"}},
-        staff,
+        api, "closeMeeting", {"meetingId": meeting_id, "report": "电梯已开工，各方任务完成。"}, staff
     )
     assert closed["meeting"]["state"] == "CLOSED", closed
     history = await api.gql(
@@ -358,7 +296,7 @@ async def test_a_meeting_from_proposal_to_closure(
     key = decode_id(meeting_id, "Meeting")[1]
     # Every step is in the audit chain: 8 meeting steps, 7 replies + 1 substitute invitation, 6 votes,
     # 2 assignments, 2 progress notes, 2 completions.
-    audited = count(
+    audited = scalar(
         owner_dsn,
         "SELECT count(*) FROM audit_log WHERE tenant_id = %s AND subject LIKE 'meeting%%' "
         "AND payload->>'meeting_id' = %s",
@@ -382,60 +320,29 @@ async def test_a_meeting_from_proposal_to_closure(
         + 7  # closing
     )
 
+    effects = MeetingEffects(owner_dsn, town.info.tenant_id, key)
+
     async def notices() -> int:
-        return await asyncio.to_thread(
-            count,
-            owner_dsn,
-            "SELECT count(*) FROM meeting_notices WHERE tenant_id = %s AND meeting_id = %s",
-            town.info.tenant_id,
-            key,
-        )
+        return await asyncio.to_thread(effects.notices)
 
     await wait_for(lambda: _at_least(notices, expected))
     await asyncio.sleep(1.0)
     assert await notices() == expected
-    outbox = count(
-        owner_dsn,
-        "SELECT count(*) FROM outbox WHERE tenant_id = %s AND task = 'notifications.send' "
-        "AND kwargs->>'source' LIKE %s",
-        town.info.tenant_id,
-        f"meeting:{key}:%",
-    )
-    assert outbox == expected
+    assert effects.outbox_notices() == expected
 
     async def delivered() -> int:
-        return await asyncio.to_thread(
-            count,
-            owner_dsn,
-            "SELECT count(*) FROM notifications WHERE tenant_id = %s AND source LIKE %s",
-            town.info.tenant_id,
-            f"meeting:{key}:%",
-        )
+        return await asyncio.to_thread(effects.delivered)
 
     # Each message was marked sent after it was published, the parties' too: nothing is left to relay.
-    assert (
-        count(
-            owner_dsn,
-            "SELECT count(*) FROM outbox WHERE tenant_id = %s AND sent_at IS NULL",
-            town.info.tenant_id,
-        )
-        == 0
-    )
+    assert effects.unsent() == 0
 
     # In the inbox once each: the parties' own (owner_principal), the staff's by scope.
     await wait_for(lambda: _at_least(delivered, expected))
     assert await delivered() == expected
-    assert (
-        count(
-            owner_dsn,
-            "SELECT count(*) FROM notifications WHERE tenant_id = %s AND owner_principal = %s "
-            "AND source LIKE %s",
-            town.info.tenant_id,
-            "user:e2esub",
-            f"meeting:{key}:%",
-        )
-        == 1 + 1 + 3 + 1 + 1
-    )  # invited, confirmed, held/minutes/tally, action item, closed
+    to_substitute = effects.count(
+        "notifications", "owner_principal = %s AND source LIKE %s", "user:e2esub", effects.sources
+    )
+    assert to_substitute == 1 + 1 + 3 + 1 + 1  # invited, confirmed, held/minutes/tally, action item, closed
 
 
 async def _at_least(probe: Any, n: int) -> bool:
@@ -464,13 +371,7 @@ async def test_another_station_cannot_see_or_act(api: Api, town: Town) -> None:
     for name in ("confirmMeeting", "tallyMeetingVotes"):
         refused = await step(api, name, meeting_id, outsider_staff)
         assert refused["code"] == "NOT_FOUND", refused
-    cancelled = await mutate(
-        api,
-        "cancelMeeting",
-        "CancelMeetingInput!",
-        {"input": {"meetingId": meeting_id, "reason": "x"}},
-        outsider_staff,
-    )
+    cancelled = await mutate(api, "cancelMeeting", {"meetingId": meeting_id, "reason": "x"}, outsider_staff)
     assert cancelled["code"] == "NOT_FOUND"
     for reader in (staff, owner):
         node = await api.gql(
@@ -540,62 +441,30 @@ async def test_cancel_and_reschedule_before_holding(api: Api, town: Town, owner_
     no_reason = await mutate(
         api,
         "rescheduleMeeting",
-        "RescheduleMeetingInput!",
-        {"input": {"meetingId": meeting_id, "proposedTimes": [later.isoformat()], "reason": " "}},
+        {"meetingId": meeting_id, "proposedTimes": [later.isoformat()], "reason": " "},
         staff,
     )
     assert no_reason["code"] == "INVALID_INPUT" and no_reason["field"] == "note"
     moved = await mutate(
         api,
         "rescheduleMeeting",
-        "RescheduleMeetingInput!",
-        {"input": {"meetingId": meeting_id, "proposedTimes": [later.isoformat()], "reason": "区里检查"}},
+        {"meetingId": meeting_id, "proposedTimes": [later.isoformat()], "reason": "区里检查"},
         staff,
     )
     assert moved["meeting"]["state"] == "INVITING" and moved["meeting"]["round"] == 2
     assert moved["meeting"]["representedKinds"] == []
-    pending = count(
-        owner_dsn,
-        PENDING_TIMERS,
-        town.info.tenant_id,
-        key,
-    )
-    cancelled = count(
-        owner_dsn,
-        REPLY_TIMERS + " AND cancelled_at IS NOT NULL",
-        town.info.tenant_id,
-        key,
-    )
+    pending = scalar(owner_dsn, PENDING_TIMERS, town.info.tenant_id, key)
+    cancelled = scalar(owner_dsn, REPLY_TIMERS + " AND cancelled_at IS NOT NULL", town.info.tenant_id, key)
     assert (pending, cancelled) == (3, 3)  # round 2: 48 h, 24 h, deadline; round 1's three void
     states = await api.gql(
         "query($id: ID!) { meeting(id: $id) { invitations { state round } } }", {"id": meeting_id}, staff
     )
     assert {(i["state"], i["round"]) for i in states["meeting"]["invitations"]} == {("INVITED", 2)}
 
-    gone = await mutate(
-        api,
-        "cancelMeeting",
-        "CancelMeetingInput!",
-        {"input": {"meetingId": meeting_id, "reason": "议题已解决"}},
-        staff,
-    )
+    gone = await mutate(api, "cancelMeeting", {"meetingId": meeting_id, "reason": "议题已解决"}, staff)
     assert gone["meeting"]["state"] == "CANCELLED"
-    assert (
-        count(
-            owner_dsn,
-            PENDING_TIMERS + " AND fired_at IS NULL",
-            town.info.tenant_id,
-            key,
-        )
-        == 0
-    )
-    again = await mutate(
-        api,
-        "cancelMeeting",
-        "CancelMeetingInput!",
-        {"input": {"meetingId": meeting_id, "reason": "x"}},
-        staff,
-    )
+    assert scalar(owner_dsn, PENDING_TIMERS + " AND fired_at IS NULL", town.info.tenant_id, key) == 0
+    again = await mutate(api, "cancelMeeting", {"meetingId": meeting_id, "reason": "x"}, staff)
     assert again["code"] == "ILLEGAL_TRANSITION"
     late = await reply(api, tokens[0], await my_invitation(api, tokens[0], meeting_id), False)
     assert late["code"] == "ILLEGAL_TRANSITION"
@@ -604,13 +473,7 @@ async def test_cancel_and_reschedule_before_holding(api: Api, town: Town, owner_
 async def test_illegal_steps_are_typed_errors(api: Api, town: Town) -> None:
     staff = liaison(api, town)
     meeting_id = await propose(api, town, staff)
-    held = await mutate(
-        api,
-        "holdMeeting",
-        "HoldMeetingInput!",
-        {"input": {"meetingId": meeting_id, "attendeeInvitationIds": []}},
-        staff,
-    )
+    held = await mutate(api, "holdMeeting", {"meetingId": meeting_id, "attendeeInvitationIds": []}, staff)
     assert held["__typename"] == "IllegalTransitionError" and "only from: confirmed" in held["message"]
     assert (await step(api, "tallyMeetingVotes", meeting_id, staff))["code"] == "ILLEGAL_TRANSITION"
     invited = parties("il")
@@ -619,13 +482,7 @@ async def test_illegal_steps_are_typed_errors(api: Api, town: Town) -> None:
     assert again["code"] == "INVALID_INPUT"
     token = party_token(api, town, invited[0]["principal"])
     invitation_id = await my_invitation(api, token, meeting_id)
-    vote = await mutate(
-        api,
-        "castMeetingVote",
-        "MeetingVoteInput!",
-        {"input": {"invitationId": invitation_id, "vote": "YES"}},
-        token,
-    )
+    vote = await mutate(api, "castMeetingVote", {"invitationId": invitation_id, "vote": "YES"}, token)
     assert vote["code"] == "ILLEGAL_TRANSITION"
     await reply(api, token, invitation_id, True)
     twice = await reply(api, token, invitation_id, True)

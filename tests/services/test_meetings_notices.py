@@ -9,18 +9,15 @@ import subprocess
 from collections import Counter
 from typing import Any
 
-import psycopg
 import pytest
 
-from deploy.seed import seed_synthetic
 from schema.relay import decode_id
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
-from tenants.identity import Assignment, create_user
 from tenants.roles import Role
-from tests.helpers import Api, TenantInfo, wait_for
-from tests.services.test_meetings import KINDS, Town, count, invite, my_invitation, propose, reply
+from tests.helpers import Api, MeetingEffects, create_station_user, seed_stations, wait_for
+from tests.services.test_meetings import KINDS, Town, invite, my_invitation, propose, reply
 
 PASSWORD = "notices-twice-no-more"
 INBOX = "{ myNotifications(first: 100) { edges { node { kind personal payload } } } }"
@@ -28,12 +25,8 @@ INBOX = "{ myNotifications(first: 100) { edges { node { kind personal payload } 
 
 @pytest.fixture(scope="module")
 async def town(database: Database, owner_dsn: str) -> Town:
-    result = await seed_synthetic(database, "noticetown", districts=1, streets=1, stations=2, seed=11)
-    with psycopg.connect(owner_dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, scope::text FROM stations WHERE tenant_id = %s ORDER BY id", (result.tenant_id,)
-        ).fetchall()
-    return Town(TenantInfo("noticetown", result.tenant_id), [(int(r[0]), str(r[1])) for r in rows])
+    info, stations = await seed_stations(database, owner_dsn, "noticetown", streets=1, stations=2, seed=11)
+    return Town(info, stations)
 
 
 async def member(database: Database, town: Town, username: str, role: Role) -> str:
@@ -41,14 +34,8 @@ async def member(database: Database, town: Town, username: str, role: Role) -> s
     async with unit_of_work(
         database, TenantContext.whole_tenant(town.info.tenant_id, "system:test")
     ) as session:
-        user = await create_user(
-            session,
-            town.info.tenant_id,
-            username=username,
-            password=PASSWORD,
-            display_name=username,
-            home_scope=town.scope,
-            assignments=[Assignment(role, town.scope)],
+        user = await create_station_user(
+            session, town.info.tenant_id, town.scope, username, username, password=PASSWORD, role=role
         )
     return f"user:{user.id}"
 
@@ -102,25 +89,14 @@ async def test_a_deputy_of_the_station_gets_each_meeting_notice_once(
     # Invitations: six. Replies: six, to the staff. Confirmation: the staff and the four outside parties.
     expected = 6 + 6 + 1 + 4
 
+    effects = MeetingEffects(owner_dsn, town.info.tenant_id, key)
+
     async def delivered() -> bool:
-        found = await asyncio.to_thread(
-            count,
-            owner_dsn,
-            "SELECT count(*) FROM notifications WHERE tenant_id = %s AND source LIKE %s",
-            town.info.tenant_id,
-            f"meeting:{key}:%",
-        )
-        return found >= expected
+        return await asyncio.to_thread(effects.delivered) >= expected
 
     await wait_for(delivered)
     await asyncio.sleep(1.0)  # nothing more comes
-    sent = count(
-        owner_dsn,
-        "SELECT count(*) FROM meeting_notices WHERE tenant_id = %s AND meeting_id = %s",
-        town.info.tenant_id,
-        key,
-    )
-    assert sent == expected
+    assert effects.notices() == expected
 
     for principal in (deputy, liaison):
         notices = await inbox(api, tokens[principal], key)

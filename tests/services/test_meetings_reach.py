@@ -17,7 +17,6 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.utils.str_converters import to_camel_case
 
-from deploy.seed import seed_synthetic
 from schema.mediation.mutations import MediationMutation
 from schema.meetings.mutations import MeetingsMutation
 from schema.relay import decode_id, encode_id
@@ -26,7 +25,7 @@ from services.meetings import service
 from services.meetings.service import Actor
 from tenants.context import TenantContext
 from tenants.db import Database
-from tests.helpers import Api, TenantInfo
+from tests.helpers import Api, TenantInfo, seed_stations
 from tests.services.test_meetings import Town, invite, mutate, my_invitation, parties, propose, reply
 
 SOON = (datetime.now(UTC) + timedelta(days=20)).isoformat()
@@ -133,17 +132,15 @@ class City:
 
 @pytest.fixture(scope="module")
 async def city(database: Database, owner_dsn: str) -> City:
-    result = await seed_synthetic(database, "reachtown", districts=2, streets=2, stations=2, seed=5)
-    with psycopg.connect(owner_dsn) as conn:
-        rows = conn.execute(
-            "SELECT id, scope::text FROM stations WHERE tenant_id = %s ORDER BY scope", (result.tenant_id,)
-        ).fetchall()
-    scopes = [str(scope) for _, scope in rows]
+    info, stations = await seed_stations(
+        database, owner_dsn, "reachtown", districts=2, streets=2, stations=2, seed=5, order_by="scope"
+    )
+    scopes = [scope for _, scope in stations]
     home = scopes[0]
     street, district = home.rsplit(".", 1)[0], home.rsplit(".", 2)[0]
     return City(
-        TenantInfo("reachtown", result.tenant_id),
-        (int(rows[0][0]), home),
+        info,
+        stations[0],
         sibling_station=next(s for s in scopes if s != home and s.startswith(street + ".")),
         sibling_street=next(
             s.rsplit(".", 1)[0]
@@ -242,30 +239,24 @@ async def run_to_minutes(api: Api, staff: str, meeting_id: str, tokens: dict[str
     )
     attendees = [i["id"] for i in listed["meeting"]["invitations"]]
     held = await mutate(
-        api,
-        "holdMeeting",
-        "HoldMeetingInput!",
-        {"input": {"meetingId": meeting_id, "attendeeInvitationIds": attendees}},
-        staff,
+        api, "holdMeeting", {"meetingId": meeting_id, "attendeeInvitationIds": attendees}, staff
     )
     assert held["meeting"]["state"] == "HELD", held
     minutes = {"meetingId": meeting_id, "minutes": "纪要", "resolution": "决议"}
-    minuted = await mutate(api, "recordMeetingMinutes", "RecordMinutesInput!", {"input": minutes}, staff)
+    minuted = await mutate(api, "recordMeetingMinutes", minutes, staff)
     assert minuted["meeting"]["state"] == "MINUTED"
     return attendees
 
 
 async def vote(api: Api, invitation_id: str, token: str) -> dict[str, Any]:
-    variables = {"input": {"invitationId": invitation_id, "vote": "YES"}}
-    return await mutate(api, "castMeetingVote", "MeetingVoteInput!", variables, token)
+    return await mutate(api, "castMeetingVote", {"invitationId": invitation_id, "vote": "YES"}, token)
 
 
 async def assign(api: Api, staff: str, meeting_id: str, assignees: list[str]) -> dict[str, str]:
     """Action items for the assignees, tallied first; their ids by assignee."""
     assert await meeting_step(api, "tallyMeetingVotes", meeting_id, staff) == "VOTED"
     items = [{"kind": "DEPUTY", "assignee": a, "title": f"跟进 {a}", "dueAt": SOON} for a in assignees]
-    variables = {"input": {"meetingId": meeting_id, "items": items}}
-    assigned = await mutate(api, "assignMeetingActionItems", "AssignActionItemsInput!", variables, staff)
+    assigned = await mutate(api, "assignMeetingActionItems", {"meetingId": meeting_id, "items": items}, staff)
     assert assigned["meeting"]["state"] == "SUPERVISING", assigned
     listed = await api.gql(
         "query($id: ID!) { meeting(id: $id) { actionItems { id assignee } } }", {"id": meeting_id}, staff
@@ -274,8 +265,7 @@ async def assign(api: Api, staff: str, meeting_id: str, assignees: list[str]) ->
 
 
 async def work_on(api: Api, name: str, item_id: str, token: str) -> dict[str, Any]:
-    variables = {"input": {"actionItemId": item_id, "note": "进展"}}
-    return await mutate(api, name, "MeetingActionItemNoteInput!", variables, token)
+    return await mutate(api, name, {"actionItemId": item_id, "note": "进展"}, token)
 
 
 async def test_sibling_staff_change_nothing_of_a_meeting_or_case(

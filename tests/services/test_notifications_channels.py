@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-import psycopg
 import pytest
 
 from deploy.settings import Settings
@@ -27,7 +26,7 @@ from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
 from tests.deploy.conftest import liaison
-from tests.helpers import TenantInfo, process_env, wait_for
+from tests.helpers import TenantInfo, process_env, select_rows, wait_for
 
 
 @dataclass
@@ -141,13 +140,8 @@ async def send_notice(database: Database, tenant: TenantInfo, **notice: Any) -> 
         await notify(session, tenant_id=tenant.tenant_id, **notice)
 
 
-def rows(owner_dsn: str, sql: str, *args: Any) -> list[tuple[Any, ...]]:
-    with psycopg.connect(owner_dsn) as conn:
-        return conn.execute(sql, args).fetchall()
-
-
 def delivery(owner_dsn: str, tenant_id: int, endpoint_id: int) -> tuple[Any, ...] | None:
-    found = rows(
+    found = select_rows(
         owner_dsn,
         "SELECT id, status, attempts, last_status, last_error, delivered_at, dead_at, source"
         " FROM webhook_deliveries WHERE tenant_id = %s AND endpoint_id = %s ORDER BY id",
@@ -182,6 +176,45 @@ async def drained(
     await wait_for(arrived, within=60)
 
 
+@dataclass
+class Hooks:
+    """What a delivery test works with: alpha's notices and webhook endpoints, the receiver, the owner's
+    view of the rows; the worker runs."""
+
+    database: Database
+    tenant: TenantInfo
+    owner_dsn: str
+    receiver: Receiver
+    endpoint: EndpointFactory
+
+    async def send(self, **notice: Any) -> None:
+        await send_notice(self.database, self.tenant, **notice)
+
+    async def drained(self) -> None:
+        await drained(self.database, self.tenant, self.receiver, self.endpoint)
+
+    def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        return select_rows(self.owner_dsn, sql, *args)
+
+    def delivery(self, endpoint_id: int) -> tuple[Any, ...] | None:
+        return delivery(self.owner_dsn, self.tenant.tenant_id, endpoint_id)
+
+    async def status_becomes(self, endpoint_id: int, status: str) -> tuple[Any, ...]:
+        return await status_becomes(self.owner_dsn, self.tenant.tenant_id, endpoint_id, status)
+
+
+@pytest.fixture
+def hooks(
+    database: Database,
+    alpha: TenantInfo,
+    owner_dsn: str,
+    worker: subprocess.Popen[bytes],
+    receiver: Receiver,
+    endpoint: EndpointFactory,
+) -> Hooks:
+    return Hooks(database, alpha, owner_dsn, receiver, endpoint)
+
+
 def test_the_tasks_are_registered_with_the_retrying_options() -> None:
     import services.notifications.tasks  # noqa: F401  (registers the tasks)
 
@@ -207,14 +240,9 @@ def test_verify_signature_refuses_what_was_not_signed() -> None:
 
 
 async def test_a_notice_lands_in_its_inbox_and_each_endpoint_once_even_when_sent_twice(
-    database: Database,
-    alpha: TenantInfo,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
+    alpha: TenantInfo, hooks: Hooks
 ) -> None:
-    created, _ = await endpoint("twice", receiver.plan("/twice", 200), ("test.twice",))
+    created, _ = await hooks.endpoint("twice", hooks.receiver.plan("/twice", 200), ("test.twice",))
     notice = {
         "scope": alpha.scope,
         "kind": "test.twice",
@@ -224,69 +252,53 @@ async def test_a_notice_lands_in_its_inbox_and_each_endpoint_once_even_when_sent
         "payload": {"n": 1},
     }
     # Asked for twice (two outbox messages), and the task delivered once more by hand.
-    await send_notice(database, alpha, **notice)
-    await send_notice(database, alpha, **notice)
+    await hooks.send(**notice)
+    await hooks.send(**notice)
     celery_app.send_task(
         SEND_TASK, kwargs={**notice, "body": "", "tenant_id": alpha.tenant_id, "outbox_id": 0}
     )
-    await drained(database, alpha, receiver, endpoint)
+    await hooks.drained()
 
-    inbox = rows(
-        owner_dsn,
+    inbox = hooks.rows(
         "SELECT owner_principal, scope::text, kind, payload FROM notifications"
         " WHERE tenant_id = %s AND source = %s",
         alpha.tenant_id,
         "test:twice:1",
     )
     assert inbox == [("user:9001", alpha.scope, "test.twice", {"n": 1})]
-    assert rows(
-        owner_dsn,
+    assert hooks.rows(
         "SELECT count(*) FROM outbox WHERE tenant_id = %s AND task = %s AND kwargs->>'source' = %s",
         alpha.tenant_id,
         SEND_TASK,
         "test:twice:1",
     ) == [(2,)]
-    settled = await status_becomes(owner_dsn, alpha.tenant_id, created.id, "delivered")
+    settled = await hooks.status_becomes(created.id, "delivered")
     assert settled[2] == 1
-    (sent,) = receiver.at("/twice")
+    (sent,) = hooks.receiver.at("/twice")
     assert sent.json()["recipient"] == "user:9001"
 
     # A duplicate webhook task for a delivered delivery sends nothing.
     celery_app.send_task(
         WEBHOOK_TASK, kwargs={"tenant_id": alpha.tenant_id, "outbox_id": 0, "delivery_id": settled[0]}
     )
-    await drained(database, alpha, receiver, endpoint)
-    assert len(receiver.at("/twice")) == 1
-    assert delivery(owner_dsn, alpha.tenant_id, created.id) == settled
+    await hooks.drained()
+    assert len(hooks.receiver.at("/twice")) == 1
+    assert hooks.delivery(created.id) == settled
 
 
-async def test_the_webhook_is_signed_and_carries_the_notice(
-    database: Database,
-    alpha: TenantInfo,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
-) -> None:
-    (district,) = rows(
-        owner_dsn,
+async def test_the_webhook_is_signed_and_carries_the_notice(alpha: TenantInfo, hooks: Hooks) -> None:
+    (district,) = hooks.rows(
         "SELECT scope::text FROM districts WHERE tenant_id = %s ORDER BY code LIMIT 1",
         alpha.tenant_id,
     )[0]
-    created, secret = await endpoint(
-        "signed", receiver.plan("/signed", 200), ("test.signed",), scope=district
+    created, secret = await hooks.endpoint(
+        "signed", hooks.receiver.plan("/signed", 200), ("test.signed",), scope=district
     )
     assert secret.startswith("whsec_") and created.scope == district
     # Outside the endpoint's scope, or of another kind: not sent to it.
-    await send_notice(
-        database, alpha, scope=alpha.scope, kind="test.signed", title="city", source="test:signed:city"
-    )
-    await send_notice(
-        database, alpha, scope=district, kind="test.other", title="other", source="test:signed:other"
-    )
-    await send_notice(
-        database,
-        alpha,
+    await hooks.send(scope=alpha.scope, kind="test.signed", title="city", source="test:signed:city")
+    await hooks.send(scope=district, kind="test.other", title="other", source="test:signed:other")
+    await hooks.send(
         scope=f"{district}.s1",
         kind="test.signed",
         title="已签名",
@@ -294,8 +306,8 @@ async def test_the_webhook_is_signed_and_carries_the_notice(
         source="test:signed:1",
         payload={"request_id": 42},
     )
-    done = await status_becomes(owner_dsn, alpha.tenant_id, created.id, "delivered")
-    (request,) = receiver.at("/signed")
+    done = await hooks.status_becomes(created.id, "delivered")
+    (request,) = hooks.receiver.at("/signed")
     headers = {name.lower(): value for name, value in request.headers.items()}
     timestamp = headers["x-liaison-timestamp"]
     assert headers["x-liaison-signature"].startswith("sha256=")
@@ -304,8 +316,7 @@ async def test_the_webhook_is_signed_and_carries_the_notice(
     assert headers["x-liaison-delivery"] == str(done[0])
     assert headers["content-type"] == "application/json"
     document = request.json()
-    (notification_id,) = rows(
-        owner_dsn,
+    (notification_id,) = hooks.rows(
         "SELECT id FROM notifications WHERE tenant_id = %s AND source = %s",
         alpha.tenant_id,
         "test:signed:1",
@@ -325,22 +336,13 @@ async def test_the_webhook_is_signed_and_carries_the_notice(
     assert done[3] == 200 and done[5] is not None
 
 
-async def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(
-    alpha: TenantInfo,
-    database: Database,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
-) -> None:
-    url = receiver.plan("/flaky", 500, 503, 204)
-    created, _ = await endpoint("flaky", url, ("test.flaky",), max_attempts=5, backoff_seconds=1)
-    await send_notice(
-        database, alpha, scope=alpha.scope, kind="test.flaky", title="flaky", source="test:flaky:1"
-    )
-    done = await status_becomes(owner_dsn, alpha.tenant_id, created.id, "delivered")
+async def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(alpha: TenantInfo, hooks: Hooks) -> None:
+    url = hooks.receiver.plan("/flaky", 500, 503, 204)
+    created, _ = await hooks.endpoint("flaky", url, ("test.flaky",), max_attempts=5, backoff_seconds=1)
+    await hooks.send(scope=alpha.scope, kind="test.flaky", title="flaky", source="test:flaky:1")
+    done = await hooks.status_becomes(created.id, "delivered")
     assert done[2:5] == (3, 204, None)
-    tries = receiver.at("/flaky")
+    tries = hooks.receiver.at("/flaky")
     assert len(tries) == 3
     assert len({each.headers["X-Liaison-Delivery"] for each in tries}) == 1
     assert len({each.body for each in tries}) == 1
@@ -350,32 +352,24 @@ async def test_a_receiver_failing_twice_gets_it_on_the_third_attempt(
 
 
 async def test_a_receiver_that_always_fails_ends_as_a_dead_letter(
-    alpha: TenantInfo,
-    database: Database,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
-    settings: Settings,
+    alpha: TenantInfo, settings: Settings, hooks: Hooks
 ) -> None:
-    url = receiver.plan("/down", 502)
-    created, _ = await endpoint("down", url, ("test.down",), max_attempts=3, backoff_seconds=1)
-    await send_notice(
-        database, alpha, scope=alpha.scope, kind="test.down", title="down", source="test:down:1"
-    )
-    dead = await status_becomes(owner_dsn, alpha.tenant_id, created.id, "dead")
+    url = hooks.receiver.plan("/down", 502)
+    created, _ = await hooks.endpoint("down", url, ("test.down",), max_attempts=3, backoff_seconds=1)
+    await hooks.send(scope=alpha.scope, kind="test.down", title="down", source="test:down:1")
+    dead = await hooks.status_becomes(created.id, "dead")
     assert dead[2:4] == (3, 502)
     assert dead[4].startswith("HTTP 502: receiver says no")
     assert dead[5] is None and dead[6] is not None
-    assert len(receiver.at("/down")) == 3
+    assert len(hooks.receiver.at("/down")) == 3
 
     # A duplicate task for a dead letter sends nothing, and nothing more comes.
     celery_app.send_task(
         WEBHOOK_TASK, kwargs={"tenant_id": alpha.tenant_id, "outbox_id": 0, "delivery_id": dead[0]}
     )
-    await drained(database, alpha, receiver, endpoint)
-    assert len(receiver.at("/down")) == 3
-    assert delivery(owner_dsn, alpha.tenant_id, created.id) == dead
+    await hooks.drained()
+    assert len(hooks.receiver.at("/down")) == 3
+    assert hooks.delivery(created.id) == dead
 
     # Operators see it with `liaison webhook dead`.
     env = cli_env(settings)
@@ -385,25 +379,15 @@ async def test_a_receiver_that_always_fails_ends_as_a_dead_letter(
     assert "down" in line and "502" in line and "HTTP 502" in line
 
 
-async def test_a_disabled_endpoint_gets_nothing_more(
-    alpha: TenantInfo,
-    database: Database,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
-) -> None:
-    created, _ = await endpoint("disabled", receiver.plan("/disabled", 200), ("test.disabled",))
-    async with unit_of_work(database, system(alpha)) as session:
+async def test_a_disabled_endpoint_gets_nothing_more(alpha: TenantInfo, hooks: Hooks) -> None:
+    created, _ = await hooks.endpoint("disabled", hooks.receiver.plan("/disabled", 200), ("test.disabled",))
+    async with unit_of_work(hooks.database, system(alpha)) as session:
         await webhooks.disable_endpoint(session, system(alpha), created.id)
-    await send_notice(
-        database, alpha, scope=alpha.scope, kind="test.disabled", title="x", source="test:disabled:1"
-    )
-    await drained(database, alpha, receiver, endpoint)
-    assert receiver.at("/disabled") == []
-    assert delivery(owner_dsn, alpha.tenant_id, created.id) is None
-    assert rows(
-        owner_dsn,
+    await hooks.send(scope=alpha.scope, kind="test.disabled", title="x", source="test:disabled:1")
+    await hooks.drained()
+    assert hooks.receiver.at("/disabled") == []
+    assert hooks.delivery(created.id) is None
+    assert hooks.rows(
         "SELECT count(*) FROM notifications WHERE tenant_id = %s AND source = %s",
         alpha.tenant_id,
         "test:disabled:1",
@@ -411,20 +395,15 @@ async def test_a_disabled_endpoint_gets_nothing_more(
 
 
 async def test_a_rolled_back_transaction_that_called_notify_sends_nothing(
-    alpha: TenantInfo,
-    database: Database,
-    owner_dsn: str,
-    worker: subprocess.Popen[bytes],
-    receiver: Receiver,
-    endpoint: EndpointFactory,
+    alpha: TenantInfo, hooks: Hooks
 ) -> None:
-    await endpoint("rollback", receiver.plan("/rollback", 200), ("test.rollback",))
+    await hooks.endpoint("rollback", hooks.receiver.plan("/rollback", 200), ("test.rollback",))
 
     class Abort(Exception):
         """Raised to roll the transaction back."""
 
     with pytest.raises(Abort):
-        async with unit_of_work(database, system(alpha)) as session:
+        async with unit_of_work(hooks.database, system(alpha)) as session:
             await notify(
                 session,
                 tenant_id=alpha.tenant_id,
@@ -434,42 +413,33 @@ async def test_a_rolled_back_transaction_that_called_notify_sends_nothing(
                 source="test:rollback:1",
             )
             raise Abort
-    await drained(database, alpha, receiver, endpoint)
-    assert receiver.at("/rollback") == []
+    await hooks.drained()
+    assert hooks.receiver.at("/rollback") == []
     for table in ("notifications", "webhook_deliveries"):
-        assert rows(
-            owner_dsn,
+        assert hooks.rows(
             f"SELECT count(*) FROM {table} WHERE tenant_id = %s AND source = %s",
             alpha.tenant_id,
             "test:rollback:1",
         ) == [(0,)]
 
 
+def add_webhook(env: dict[str, str], name: str, url: str, *kinds: str) -> subprocess.CompletedProcess[str]:
+    """`liaison webhook add` of an endpoint of alpha's for notices of `kinds`."""
+    kind_options = [option for kind in kinds for option in ("--kind", kind)]
+    return liaison(env, "webhook", "add", "--tenant", "alpha", "--name", name, "--url", url, *kind_options)
+
+
 async def test_the_webhook_command_adds_and_lists_endpoints(
     alpha: TenantInfo, settings: Settings, owner_dsn: str, database: Database
 ) -> None:
     env = cli_env(settings)
-    added = await asyncio.to_thread(
-        liaison,
-        env,
-        "webhook",
-        "add",
-        "--tenant",
-        "alpha",
-        "--name",
-        "cli-hook",
-        "--url",
-        "https://example.org/hooks/liaison",
-        "--kind",
-        "request.assigned",
-        "--kind",
-        "request.overdue",
-    )
+    kinds = ("request.assigned", "request.overdue")
+    added = await asyncio.to_thread(add_webhook, env, "cli-hook", "https://example.org/hooks/liaison", *kinds)
     assert added.returncode == 0, added.stderr
     secret = added.stdout.strip()
     assert secret.startswith("whsec_") and len(secret) > 30
     assert "shown only once" in added.stderr
-    stored = rows(
+    stored = select_rows(
         owner_dsn,
         "SELECT secret, kinds, scope::text, active FROM webhook_endpoints WHERE tenant_id = %s AND name = %s",
         alpha.tenant_id,
@@ -480,20 +450,7 @@ async def test_the_webhook_command_adds_and_lists_endpoints(
     assert listed.returncode == 0, listed.stderr
     assert "cli-hook" in listed.stdout and "https://example.org/hooks/liaison" in listed.stdout
     assert secret not in listed.stdout
-    again = await asyncio.to_thread(
-        liaison,
-        env,
-        "webhook",
-        "add",
-        "--tenant",
-        "alpha",
-        "--name",
-        "cli-hook",
-        "--url",
-        "https://example.org",
-        "--kind",
-        "request.assigned",
-    )
+    again = await asyncio.to_thread(add_webhook, env, "cli-hook", "https://example.org", "request.assigned")
     assert again.returncode == 2 and "an endpoint named 'cli-hook' exists already." in again.stderr
     assert len(again.stderr.strip().splitlines()) == 1 and again.stdout == ""
     async with unit_of_work(database, system(alpha)) as session:
@@ -519,4 +476,4 @@ def test_bad_webhook_arguments_exit_2_with_one_sentence(
     assert says in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert done.stdout == ""
-    assert rows(owner_dsn, "SELECT count(*) FROM webhook_endpoints WHERE name = 'bad'") == [(0,)]
+    assert select_rows(owner_dsn, "SELECT count(*) FROM webhook_endpoints WHERE name = 'bad'") == [(0,)]

@@ -14,6 +14,7 @@ import pytest
 import redis
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from deploy.settings import Settings
 from services.celery_app import (
@@ -23,6 +24,7 @@ from services.celery_app import (
     VISIBILITY_TIMEOUT_SECONDS,
     celery_app,
 )
+from services.outbox.models import OutboxMessage
 from services.outbox.service import enqueue, relay_tenant
 from services.unit_of_work import UnitOfWork, unit_of_work
 from tenants.context import TenantContext
@@ -40,6 +42,23 @@ def probe_publisher(task: str, kwargs: dict[str, Any], task_id: str) -> None:
 def queued(settings: Settings) -> list[dict[str, Any]]:
     client = redis.Redis.from_url(settings.celery_broker_url)
     return [json.loads(raw) for raw in client.lrange(PROBE_QUEUE, 0, -1)]
+
+
+def system(tenant: TenantInfo) -> TenantContext:
+    return TenantContext.whole_tenant(tenant.tenant_id, "system:test")
+
+
+async def probe_unit(database: Database, tenant: TenantInfo) -> tuple[UnitOfWork, AsyncSession]:
+    """A unit of work of the tenant's system that publishes to the probe queue, and its session."""
+    work = UnitOfWork(database, system(tenant), publisher=probe_publisher)
+    return work, await work.session()
+
+
+async def enqueue_for_city(
+    session: AsyncSession, tenant: TenantInfo, task: str, kwargs: dict[str, Any]
+) -> OutboxMessage:
+    """An outbox message of the tenant's whole city asking for `task`."""
+    return await enqueue(session, tenant_id=tenant.tenant_id, scope=tenant.scope, task=task, kwargs=kwargs)
 
 
 @pytest.fixture
@@ -120,16 +139,14 @@ async def test_a_committed_change_reaches_the_worker(
 async def test_a_rolled_back_transaction_sends_nothing(
     database: Database, alpha: TenantInfo, settings: Settings, owner_dsn: str, probe_queue: None
 ) -> None:
-    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
+    context = system(alpha)
 
     class Abort(Exception):
         """Raised to roll the transaction back."""
 
     with pytest.raises(Abort):
         async with unit_of_work(database, context) as session:
-            await enqueue(
-                session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.never", kwargs={"n": 1}
-            )
+            await enqueue_for_city(session, alpha, "probe.never", {"n": 1})
             raise Abort
     with psycopg.connect(owner_dsn) as conn:
         rows = conn.execute("SELECT count(*) FROM outbox WHERE task = 'probe.never'").fetchone()
@@ -142,12 +159,8 @@ async def test_a_rolled_back_transaction_sends_nothing(
 async def test_after_commit_exactly_one_message(
     database: Database, alpha: TenantInfo, settings: Settings, probe_queue: None
 ) -> None:
-    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
-    work = UnitOfWork(database, context, publisher=probe_publisher)
-    session = await work.session()
-    message = await enqueue(
-        session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.commit", kwargs={"n": 2}
-    )
+    work, session = await probe_unit(database, alpha)
+    message = await enqueue_for_city(session, alpha, "probe.commit", {"n": 2})
     await session.flush()
     assert queued(settings) == []  # nothing before the commit
     await work.commit()
@@ -162,12 +175,10 @@ async def test_after_commit_exactly_one_message(
 async def test_competing_relays_send_each_message_once(
     database: Database, beta: TenantInfo, settings: Settings, probe_queue: None
 ) -> None:
-    context = TenantContext.whole_tenant(beta.tenant_id, "system:test")
+    context = system(beta)
     async with database.scoped(context) as session:
         for n in range(40):
-            await enqueue(
-                session, tenant_id=beta.tenant_id, scope=beta.scope, task="probe.many", kwargs={"n": n}
-            )
+            await enqueue_for_city(session, beta, "probe.many", {"n": n})
         session.info.clear()  # leave them all to the relays
     counts = await asyncio.gather(
         *(
@@ -188,15 +199,11 @@ async def test_a_savepoint_rolled_back_takes_its_messages_with_it(
 ) -> None:
     from services.unit_of_work import atomic
 
-    context = TenantContext.whole_tenant(alpha.tenant_id, "system:test")
-    work = UnitOfWork(database, context, publisher=probe_publisher)
-    session = await work.session()
-    await enqueue(session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.kept", kwargs={})
+    work, session = await probe_unit(database, alpha)
+    await enqueue_for_city(session, alpha, "probe.kept", {})
     with pytest.raises(LookupError):
         async with atomic(session):
-            await enqueue(
-                session, tenant_id=alpha.tenant_id, scope=alpha.scope, task="probe.undone", kwargs={}
-            )
+            await enqueue_for_city(session, alpha, "probe.undone", {})
             raise LookupError
     await work.commit()
     assert [body["headers"]["task"] for body in queued(settings)] == ["probe.kept"]

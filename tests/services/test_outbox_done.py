@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from datetime import timedelta
@@ -21,15 +20,13 @@ from deploy.seed import seed_synthetic
 from deploy.settings import Settings
 from services.celery_app import celery_app
 from services.notifications import webhooks
-from services.notifications.dispatch import notify
 from services.notifications.webhooks import EndpointSpec
 from services.outbox.service import enqueue, mark_done, relay_tenant, tenants_with_unsent
 from services.unit_of_work import UnitOfWork, unit_of_work
-from tenants.context import TenantContext
 from tenants.db import Database
 from tests.deploy.conftest import liaison
-from tests.helpers import TEST_SECRET, TenantInfo, wait_for
-from tests.services.test_notifications_channels import Receiver, serve
+from tests.helpers import TenantInfo, process_env, wait_for
+from tests.services.test_notifications_channels import Receiver, send_notice, serve, system
 
 PROBE_QUEUE = "outbox-done-probe"
 NOW = timedelta(0)
@@ -59,17 +56,9 @@ def row(owner_dsn: str, tenant_id: int, outbox_id: int) -> dict[str, Any]:
 
 
 def cli_env(settings: Settings) -> dict[str, str]:
-    inherited = {
-        k: v for k, v in os.environ.items() if not k.startswith("CELERY_") and k != "APP_DATABASE_URL"
-    }
-    return {
-        **inherited,
-        "DATABASE_URL": settings.database_url,
-        "APP_DATABASE_URL": settings.app_url,
-        "CELERY_BROKER_URL": settings.celery_broker_url,
-        "LIAISON_JWT_SECRET": TEST_SECRET,
-        "COLUMNS": "250",
-    }
+    return process_env(
+        settings.database_url, settings.celery_broker_url, APP_DATABASE_URL=settings.app_url, COLUMNS="250"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -89,14 +78,10 @@ def receiver() -> Iterator[Receiver]:
     yield from serve(Receiver())
 
 
-def whole(tenant: TenantInfo) -> TenantContext:
-    return TenantContext.whole_tenant(tenant.tenant_id, "system:test")
-
-
 async def test_sent_but_never_done_is_sent_again_until_the_bound_then_dead(
     database: Database, lonely: TenantInfo, settings: Settings, owner_dsn: str, probe_queue: None
 ) -> None:
-    work = UnitOfWork(database, whole(lonely), publisher=probe_publisher)
+    work = UnitOfWork(database, system(lonely), publisher=probe_publisher)
     session = await work.session()
     message = await enqueue(
         session, tenant_id=lonely.tenant_id, scope=lonely.scope, task="probe.lost", kwargs={"n": 1}
@@ -146,7 +131,7 @@ async def test_sent_but_never_done_is_sent_again_until_the_bound_then_dead(
     assert row(owner_dsn, lonely.tenant_id, message.id)["attempts"] == 1
 
     # Once the consumer marks it done, nobody sends it again, and the command lists nothing.
-    async with unit_of_work(database, whole(lonely)) as session:
+    async with unit_of_work(database, system(lonely)) as session:
         await mark_done(session, lonely.tenant_id, message.id)
     assert await relay() == 0 and len(queued_ids(settings)) == 4
     assert lonely.tenant_id not in await tenants_with_unsent(database)
@@ -160,7 +145,7 @@ async def test_a_broker_outage_is_not_an_attempt(
     def down(task: str, kwargs: dict[str, Any], task_id: str) -> None:
         raise ConnectionRefusedError("the broker is down")
 
-    async with database.scoped(whole(lonely)) as session:
+    async with database.scoped(system(lonely)) as session:
         message = await enqueue(
             session, tenant_id=lonely.tenant_id, scope=lonely.scope, task="probe.outage", kwargs={}
         )
@@ -170,7 +155,7 @@ async def test_a_broker_outage_is_not_an_attempt(
     waiting = row(owner_dsn, lonely.tenant_id, message.id)
     assert waiting["attempts"] == 0 and waiting["dead_at"] is None and waiting["sent_at"] is None
     assert waiting["last_error"] == "ConnectionRefusedError: the broker is down"
-    async with unit_of_work(database, whole(lonely)) as session:
+    async with unit_of_work(database, system(lonely)) as session:
         await mark_done(session, lonely.tenant_id, message.id)
 
 
@@ -178,15 +163,7 @@ async def test_the_consumer_marks_its_row_done_in_the_transaction_of_its_effect(
     database: Database, lonely: TenantInfo, owner_dsn: str, worker: subprocess.Popen[bytes]
 ) -> None:
     source = "outbox-done:notice:1"
-    async with unit_of_work(database, whole(lonely)) as session:
-        await notify(
-            session,
-            tenant_id=lonely.tenant_id,
-            scope=lonely.scope,
-            kind="test.done",
-            title="t",
-            source=source,
-        )
+    await send_notice(database, lonely, scope=lonely.scope, kind="test.done", title="t", source=source)
 
     def effect() -> tuple[Any, ...] | None:
         with psycopg.connect(owner_dsn) as conn:
@@ -212,15 +189,7 @@ async def test_the_consumer_marks_its_row_done_in_the_transaction_of_its_effect(
         kwargs={**kwargs, "tenant_id": lonely.tenant_id, "outbox_id": outbox_id},
     )
     marker = "outbox-done:notice:marker"
-    async with unit_of_work(database, whole(lonely)) as session:
-        await notify(
-            session,
-            tenant_id=lonely.tenant_id,
-            scope=lonely.scope,
-            kind="test.done",
-            title="m",
-            source=marker,
-        )
+    await send_notice(database, lonely, scope=lonely.scope, kind="test.done", title="m", source=marker)
 
     def notices() -> int:
         with psycopg.connect(owner_dsn) as conn:
@@ -240,7 +209,7 @@ async def test_the_consumer_marks_its_row_done_in_the_transaction_of_its_effect(
 async def test_a_failing_task_leaves_its_row_open_with_the_error(
     database: Database, lonely: TenantInfo, owner_dsn: str, worker: subprocess.Popen[bytes]
 ) -> None:
-    async with unit_of_work(database, whole(lonely)) as session:
+    async with unit_of_work(database, system(lonely)) as session:
         message = await enqueue(
             session,
             tenant_id=lonely.tenant_id,
@@ -256,7 +225,7 @@ async def test_a_failing_task_leaves_its_row_open_with_the_error(
     failure = await wait_for(failed)
     assert failure["last_error"].startswith("ValueError: 'nowhere' is not a valid Level")
     assert failure["done_at"] is None and failure["dead_at"] is None and failure["attempts"] == 1
-    async with unit_of_work(database, whole(lonely)) as session:
+    async with unit_of_work(database, system(lonely)) as session:
         await mark_done(session, lonely.tenant_id, message.id)  # keep the relay of later tests quiet
 
 
@@ -268,20 +237,12 @@ async def test_a_retrying_webhook_keeps_its_row_open_until_the_delivery_is_settl
     receiver: Receiver,
 ) -> None:
     url = receiver.plan("/outbox-flaky", 500, 204)
-    async with unit_of_work(database, whole(lonely)) as session:
+    async with unit_of_work(database, system(lonely)) as session:
         spec = EndpointSpec(
             name="outbox-flaky", url=url, kinds=("test.retry",), max_attempts=3, backoff_seconds=2
         )
-        endpoint, _ = await webhooks.create_endpoint(session, whole(lonely), spec)
-    async with unit_of_work(database, whole(lonely)) as session:
-        await notify(
-            session,
-            tenant_id=lonely.tenant_id,
-            scope=lonely.scope,
-            kind="test.retry",
-            title="r",
-            source="retry:1",
-        )
+        endpoint, _ = await webhooks.create_endpoint(session, system(lonely), spec)
+    await send_notice(database, lonely, scope=lonely.scope, kind="test.retry", title="r", source="retry:1")
 
     def webhook_row() -> tuple[int, str] | None:
         with psycopg.connect(owner_dsn) as conn:
@@ -314,5 +275,5 @@ async def test_a_retrying_webhook_keeps_its_row_open_until_the_delivery_is_settl
 
     done = await wait_for(settled)
     assert done["attempts"] == 1 and len(receiver.at("/outbox-flaky")) == 2
-    async with unit_of_work(database, whole(lonely)) as session:
-        await webhooks.disable_endpoint(session, whole(lonely), endpoint.id)
+    async with unit_of_work(database, system(lonely)) as session:
+        await webhooks.disable_endpoint(session, system(lonely), endpoint.id)

@@ -18,13 +18,9 @@ from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
 from tests.helpers import Api, wait_for
-from tests.requests_city import City, build_city
+from tests.requests_city import City, build_city, submit
 from tests.services.test_notifications_channels import Receiver, serve
 
-SUBMIT = """
-mutation($input: SubmitRequestInput!) {
-  submitRequest(input: $input) { ... on SubmitRequestPayload { ticket } ... on Error { code message } }
-}"""
 INBOX = "{ myNotifications(first: 50) { edges { node { kind title personal payload } } } }"
 
 
@@ -51,19 +47,8 @@ async def test_residents_and_staff_hear_of_each_step_once(
     api: Api, city: City, worker: subprocess.Popen[bytes]
 ) -> None:
     resident = api.token(city.tenant, ["resident"], sub="user:7501")
-    lon, lat = city.point(0)
-    submitted = await api.gql(
-        SUBMIT,
-        {
-            "input": {
-                "category": "parking",
-                "description": "消防通道被占",
-                "location": {"longitude": lon, "latitude": lat},
-            }
-        },
-        resident,
-    )
-    ticket = submitted["submitRequest"]["ticket"]
+    submitted = await submit(api, city, 0, resident, category="parking", description="消防通道被占")
+    ticket = submitted["ticket"]
     liaison = api.token(city.tenant, ["station_liaison"], [city.stations[0].scope], sub="user:7502")
     other_station = api.token(city.tenant, ["station_liaison"], [city.stations[1].scope], sub="user:7503")
 
@@ -112,20 +97,8 @@ async def test_an_anonymous_callers_phone_gets_a_signed_webhook(
             system,
             EndpointSpec(name="dashboard", url=receiver.plan("/dashboard", 200), backoff_seconds=1),
         )
-    lon, lat = city.point(1)
-    submitted = await api.gql(
-        SUBMIT,
-        {
-            "input": {
-                "tenant": city.tenant.code,
-                "category": "environment",
-                "description": "污水外溢",
-                "location": {"longitude": lon, "latitude": lat},
-                "contactPhone": "139-0000-1234",
-            }
-        },
-    )
-    ticket = submitted["submitRequest"]["ticket"]
+    submitted = await submit(api, city, 1, description="污水外溢", contactPhone="139-0000-1234")
+    ticket = submitted["ticket"]
 
     async def delivered() -> list[Any]:
         return [r for r in receiver.at("/sms") if r.json()["payload"].get("ticket") == ticket]
@@ -159,16 +132,10 @@ async def test_a_merged_requests_submitter_hears_of_the_survivors_resolution(
     the notices lie in the survivor's scope and reach only that submitter."""
     follower = api.token(city.tenant, ["resident"], sub="user:7601")
     other = api.token(city.tenant, ["resident"], sub="user:7602")
-    lon, lat = city.point(2)
-    location = {"longitude": lon, "latitude": lat}
     tickets = []
     for token in (other, follower):
-        submitted = await api.gql(
-            SUBMIT,
-            {"input": {"category": "public_toilets", "description": "厕所堵塞", "location": location}},
-            token,
-        )
-        tickets.append(submitted["submitRequest"]["ticket"])
+        submitted = await submit(api, city, 2, token, category="public_toilets", description="厕所堵塞")
+        tickets.append(submitted["ticket"])
     survivor, merged = tickets
     admin = api.token(city.tenant, ["city_admin"])
     ids = []
@@ -214,19 +181,8 @@ async def test_a_deputy_a_routing_rule_names_is_told_at_intake(
         admin,
     )
     assert rule["setRoutingRule"]["__typename"] == "RoutingRulePayload"
-    lon, lat = city.point(3)
-    submitted = await api.gql(
-        SUBMIT,
-        {
-            "input": {
-                "tenant": city.tenant.code,
-                "category": "ev_charging",
-                "description": "充电桩坏了",
-                "location": {"longitude": lon, "latitude": lat},
-            }
-        },
-    )
-    ticket = submitted["submitRequest"]["ticket"]
+    submitted = await submit(api, city, 3, category="ev_charging", description="充电桩坏了")
+    ticket = submitted["ticket"]
     deputy = api.token(city.tenant, ["deputy"], [city.stations[3].scope], sub=city.stations[3].deputy)
 
     async def personal() -> list[dict[str, Any]]:

@@ -8,10 +8,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-from shapely import MultiPolygon, box
+from shapely import box
 from sqlalchemy import func, select, text
 
-from geo.boundaries import add_grid_cell
 from services.audit.service import verify
 from services.errors import Conflict, InvalidInput
 from services.reach import Target, acting_on
@@ -29,7 +28,7 @@ from services.workflow.models import WorkflowEvent
 from tenants.context import TenantContext
 from tenants.db import Database
 from tenants.principals import resident_scope
-from tests.requests_city import City, build_city
+from tests.requests_city import City, add_cell, build_city
 
 BEIJING = ZoneInfo("Asia/Shanghai")
 
@@ -303,17 +302,8 @@ async def test_the_manual_routing_queue_is_routed_once_a_new_cell_covers_it(
     queued = await _submit(database, city, lon=lon, lat=lat)
     stays = await _submit(database, city, lon=116.385, lat=39.975)
     assert not queued.routed and not stays.routed
+    await add_cell(database, city, 3, "G-new", "新划网格", box(116.445, 39.945, 116.455, 39.955))
     system = TenantContext.whole_tenant(city.tenant.tenant_id, "system:test")
-    async with unit_of_work(database, system) as session:
-        await add_grid_cell(
-            session,
-            tenant_id=city.tenant.tenant_id,
-            station_id=city.stations[3].id,
-            station_scope=city.stations[3].scope,
-            code="G-new",
-            name="新划网格",
-            geometry=MultiPolygon([box(116.445, 39.945, 116.455, 39.955)]),
-        )
     async with unit_of_work(database, system) as session:
         report = await relocate_unrouted(session, city.tenant.tenant_id)
     assert report.routed >= 1 and report.still_outside >= 1

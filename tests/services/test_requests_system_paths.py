@@ -6,10 +6,9 @@ one tenant."""
 from __future__ import annotations
 
 import pytest
-from shapely import MultiPolygon, box
+from shapely import box
 from sqlalchemy import select
 
-from geo.boundaries import add_grid_cell
 from services.errors import NotFound
 from services.reach import acting_on
 from services.requests import service
@@ -23,7 +22,7 @@ from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
 from tenants.principals import resident_scope
-from tests.requests_city import City, build_city
+from tests.requests_city import City, add_cell, build_city
 
 
 @pytest.fixture(scope="module")
@@ -131,17 +130,8 @@ async def test_the_manual_routing_queue_is_one_tenants(database: Database, city:
     mine = await _submit(database, city, 0, lon=lon, lat=lat)
     theirs = await _submit(database, other, 0, lon=lon, lat=lat)
     assert not mine.routed and not theirs.routed
+    await add_cell(database, other, 1, "G-late", "新网格", box(116.405, 39.955, 116.415, 39.965))
     system = TenantContext.whole_tenant(other.tenant.tenant_id, "system:test")
-    async with unit_of_work(database, system) as session:
-        await add_grid_cell(
-            session,
-            tenant_id=other.tenant.tenant_id,
-            station_id=other.stations[1].id,
-            station_scope=other.stations[1].scope,
-            code="G-late",
-            name="新网格",
-            geometry=MultiPolygon([box(116.405, 39.955, 116.415, 39.965)]),
-        )
     async with unit_of_work(
         database, TenantContext.whole_tenant(city.tenant.tenant_id, "system:cli")
     ) as session:

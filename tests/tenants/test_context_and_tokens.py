@@ -63,6 +63,24 @@ def issue(codec: TokenCodec, **overrides: object) -> str:
     return codec.issue(**args)  # type: ignore[arg-type]
 
 
+def encoded(secret: str, algorithm: str, claims: dict[str, object]) -> str:
+    """A deputy's token encoded by hand, not by TokenCodec, with `claims` instead of the defaults."""
+    payload: dict[str, object] = {
+        "sub": "user:1",
+        "tenant": "alpha",
+        "scopes": ["c1"],
+        "roles": ["deputy"],
+        "exp": int((datetime.now(UTC) + timedelta(minutes=5)).timestamp()),
+        "iss": "liaison-grid",
+    }
+    payload.update(claims)
+    return jwt.encode(payload, secret, algorithm=algorithm)
+
+
+def signed(codec_secret: str, **claims: object) -> str:
+    return encoded(codec_secret, "HS256", claims)
+
+
 def test_hs256_round_trip_and_refusals() -> None:
     codec = TokenCodec(secret="s" * 40)
     claims = codec.verify(issue(codec))
@@ -79,18 +97,7 @@ def test_hs256_round_trip_and_refusals() -> None:
         TokenCodec(secret="t" * 40).verify(issue(codec))
     with pytest.raises(TokenError, match="malformed"):
         codec.verify("not-a-token")
-    unsigned = jwt.encode(
-        {
-            "sub": "user:1",
-            "tenant": "alpha",
-            "scopes": ["c1"],
-            "roles": [],
-            "exp": 2**40,
-            "iss": "liaison-grid",
-        },
-        "",
-        algorithm="none",
-    )
+    unsigned = encoded("", "none", {"roles": [], "exp": 2**40})
     with pytest.raises(TokenError, match="HS256"):
         codec.verify(unsigned)
     with pytest.raises(TokenError, match="roles"):
@@ -113,35 +120,11 @@ def test_rs256_with_a_public_key_only_verifier() -> None:
     verifier = TokenCodec(algorithm="RS256", public_key=public_pem)
     assert verifier.verify(issue(signer)).sub == "user:1"
     # An HS256 token signed with the public key as the secret (algorithm confusion) is refused.
-    confused = jwt.encode(
-        {
-            "sub": "user:1",
-            "tenant": "alpha",
-            "scopes": ["c1"],
-            "roles": [],
-            "exp": 2**40,
-            "iss": "liaison-grid",
-        },
-        "x" * 40,
-        algorithm="HS256",
-    )
+    confused = signed("x" * 40, roles=[], exp=2**40)
     with pytest.raises(TokenError):
         verifier.verify(confused)
     with pytest.raises(ValueError, match="public key"):
         verifier.issue(sub="user:1", tenant="a", scopes=["c1"], roles=[], ttl=timedelta(minutes=1))
-
-
-def signed(codec_secret: str, **claims: object) -> str:
-    payload: dict[str, object] = {
-        "sub": "user:1",
-        "tenant": "alpha",
-        "scopes": ["c1"],
-        "roles": ["deputy"],
-        "exp": int((datetime.now(UTC) + timedelta(minutes=5)).timestamp()),
-        "iss": "liaison-grid",
-    }
-    payload.update(claims)
-    return jwt.encode(payload, codec_secret, algorithm="HS256")
 
 
 @pytest.mark.parametrize("kind", sorted(RESERVED_PRINCIPAL_KINDS))
