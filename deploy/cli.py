@@ -167,6 +167,8 @@ def print_seed(result: SeedResult, code: str) -> None:
         out.print(f"users created: {', '.join(result.users)} (password {DEMO_PASSWORD!r})")
     if result.requests_added:
         out.print(f"requests: {result.requests_added:,} synthetic requests over the last 180 days")
+    if result.deputies_added:
+        out.print(f"deputies: {result.deputies_added:,} synthetic deputies linked to the stations")
 
 
 @app.command("migrate")

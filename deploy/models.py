@@ -19,6 +19,7 @@ MODEL_MODULES = (
     "deploy.beat",
     "services.deliberation.models",
     "services.mediation.models",
+    "services.deputies.models",
 )
 
 for module in MODEL_MODULES:

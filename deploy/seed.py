@@ -11,8 +11,10 @@ from typing import Any
 
 from sqlalchemy import select, text
 
+from deploy.seed_deputies import seed_synthetic_deputies
 from deploy.seed_requests import seed_synthetic_requests
 from deploy.seed_shapes import ShapeCounts, beijing_district_shapes, seed_shapes, synthetic_city
+from services.deputies.catalog import ensure_skills
 from services.hierarchy import repository
 from services.hierarchy.bulk import LoadReport, Progress, TreeNode, count_nodes, load_tree
 from services.hierarchy.repository import Level
@@ -80,6 +82,7 @@ class SeedResult:
     users: list[str]
     shapes: ShapeCounts | None = None
     requests_added: int = 0
+    deputies_added: int = 0
 
 
 # Synthetic requests the demo city starts with, so its heat maps and lists have something to show.
@@ -117,6 +120,7 @@ async def seed_tree(
     async with unit_of_work(database, actor) as session:
         report = await load_tree(session, actor, districts, progress=progress)
         await ensure_defaults(session, tenant_id)
+        await ensure_skills(session, tenant_id)
     return tenant_id, created, report
 
 
@@ -180,7 +184,19 @@ async def seed_demo(
         progress_factory=shapes_progress_factory,
     )
     added = await seed_demo_requests(database, tenant_id, "beijing")
-    return SeedResult(tenant_id, created, report, users, shapes, added)
+    deputy = await _principal_of(database, tenant_id, "deputy")
+    deputies = await seed_synthetic_deputies(
+        database, tenant_id, link_principal=("110101001001", deputy) if deputy else None
+    )
+    return SeedResult(tenant_id, created, report, users, shapes, added, deputies.deputies)
+
+
+async def _principal_of(database: Database, tenant_id: int, username: str) -> str | None:
+    async with unit_of_work(database, TenantContext.whole_tenant(tenant_id, "system:seed")) as session:
+        found = await session.scalar(
+            select(User.id).where(User.tenant_id == tenant_id, User.username == username)
+        )
+    return f"user:{found}" if found is not None else None
 
 
 async def seed_synthetic(

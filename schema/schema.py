@@ -24,6 +24,9 @@ from strawberry.schema.types.base_scalars import wrap_parser
 from schema.context import ApiConfig, Info, NotAuthenticated
 from schema.deliberation.mutations import DeliberationMutation
 from schema.deliberation.queries import DeliberationQuery
+from schema.deputies.mutations import DeputiesMutation
+from schema.deputies.queries import DeputiesQuery
+from schema.deputies.types import load_deputy
 from schema.geo.mutations import GeoMutation
 from schema.geo.queries import GeoQuery, load_grid_cell
 from schema.heat.queries import HeatQuery
@@ -57,6 +60,7 @@ class Query(
     MediationQuery,
     MeetingsQuery,
     HeatQuery,
+    DeputiesQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -70,6 +74,8 @@ class Query(
             return await load_request(info, key)
         if type_name == "Meeting":
             return await load_meeting(info, key)
+        if type_name == "Deputy":
+            return await load_deputy(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -91,6 +97,7 @@ class Mutation(
     DeliberationMutation,
     MediationMutation,
     MeetingsMutation,
+    DeputiesMutation,
 ):
     pass
 

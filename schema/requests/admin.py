@@ -13,17 +13,17 @@ from strawberry.extensions import FieldExtension
 
 from schema.context import Info
 from schema.errors import ConflictError, ForbiddenError, InvalidInputError, NotFoundError
-from schema.mutations import parse_id, run_service
+from schema.mutations import run_service
 from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
 from schema.requests.types import RequestCategory, Responsible
-from services.hierarchy import repository as hierarchy
+from schema.territory import territory
 from services.hierarchy.repository import Level
-from services.reach import Target, not_found, reaches
+from services.reach import not_found
 from services.requests import admin, repository
 from services.requests.admin import DayRule
 from services.requests.models import RequestSettings as SettingsRow
 from services.requests.models import RoutingRule as RuleRow
-from tenants.context import TenantContext, city_scope
+from tenants.context import TenantContext
 from tenants.roles import Role
 
 # Tenant-wide rows: a city admin whose token covers the whole city.
@@ -171,21 +171,6 @@ CalendarResult = Annotated[CalendarPayload | _Errors, strawberry.union("Calendar
 CategoryResult = Annotated[CategoryPayload | _Errors, strawberry.union("CategoryResult")]
 
 
-async def _territory(session: AsyncSession, context: TenantContext, node_id: strawberry.ID | None) -> str:
-    """The territory's path, if it lies inside the caller's scopes (row-level security also shows the
-    ancestors of their scope): else NOT_FOUND, worded as for a node that does not exist."""
-    if node_id is None:
-        scope = city_scope(context.tenant_id)
-        if not reaches(context, Target(context.tenant_id, scope)):
-            raise not_found("the city's routing table", "nodeId")
-        return scope
-    type_name, key = parse_id(node_id, "nodeId", *NODE_LEVELS)
-    found = await hierarchy.by_ids(session, NODE_LEVELS[type_name], context.tenant_id, [key])
-    if key not in found or not reaches(context, Target(context.tenant_id, str(found[key].scope))):
-        raise not_found(str(node_id)[:80], "nodeId")
-    return str(found[key].scope)
-
-
 @strawberry.type
 class RequestsAdminQuery:
     @strawberry.field(
@@ -222,7 +207,7 @@ class RequestsAdminMutation:
     @strawberry.mutation(extensions=DISPATCHERS, description="Create or replace a routing rule.")
     async def set_routing_rule(self, info: Info, input: RoutingRuleInput) -> RoutingRuleResult:
         async def work(session: AsyncSession, context: TenantContext) -> RoutingRulePayload:
-            scope = await _territory(session, context, input.node_id)
+            scope = await territory(session, context, input.node_id, whole_city="the city's routing table")
             rule = await admin.set_routing_rule(
                 session,
                 context,

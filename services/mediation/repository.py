@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from services.mediation.models import MediationCase, MediationLevel, MediationParty, MediationSession
 from services.requests.models import Request, RequestSettings
 from services.workflow.repository import Instances
-from tenants.models import RoleAssignment, Station
+from tenants.models import Station
 
 _CASES = Instances(MediationCase, newest_by=MediationCase.opened_at)
 get = _CASES.get
@@ -66,22 +66,6 @@ async def request_exists(session: AsyncSession, tenant_id: int, request_id: int)
         select(Request.id).where(Request.tenant_id == tenant_id, Request.id == request_id)
     )
     return found is not None
-
-
-async def station_deputy(session: AsyncSession, tenant_id: int, station_scope: str) -> str | None:
-    """The deputy assigned to the station (a `deputy` role at exactly its scope; the lowest user id, so the
-    choice is stable)."""
-    found = await session.scalar(
-        select(RoleAssignment.user_id)
-        .where(
-            RoleAssignment.tenant_id == tenant_id,
-            RoleAssignment.role == "deputy",
-            RoleAssignment.scope == station_scope,
-        )
-        .order_by(RoleAssignment.user_id)
-        .limit(1)
-    )
-    return f"user:{found}" if found is not None else None
 
 
 async def settings_of(session: AsyncSession, tenant_id: int) -> tuple[str, str]:

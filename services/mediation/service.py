@@ -18,6 +18,7 @@ from typing import Any, Unpack
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deputies.routing import best_deputy
 from services.errors import InvalidInput
 from services.mediation import repository
 from services.mediation.models import (
@@ -37,6 +38,15 @@ from tenants.roles import Role
 
 STAFF = (Role.CITY_ADMIN, Role.DISTRICT_STAFF, Role.STREET_STAFF, Role.STATION_LIAISON)
 DEPUTY = Role.DEPUTY
+# The request category whose skills a dispute of each type calls for (the deputies' skills vocabulary).
+CASE_CATEGORIES = {
+    "neighbours": "disputes",
+    "property_management": "property_housing",
+    "family": "disputes",
+    "labour": "employment",
+    "consumer": "disputes",
+    "other": "disputes",
+}
 ACTIVE = ("level1", "level2", "level3")
 
 # The whole workflow: states, steps and who may take each one.
@@ -433,8 +443,9 @@ async def _escalate(
         if cause == "failed":
             await cancel_for(session, case, [DEADLINE_TIMER], now)
         if running.level == 1:
-            # The double-list skills match is not built yet: the deputy assigned to the station, or one named.
-            chosen = deputy or await repository.station_deputy(session, case.tenant_id, case.scope)
+            # The one named, else the deputy linked to the station whose skills match the dispute best.
+            match = await best_deputy(session, case.tenant_id, case.scope, CASE_CATEGORIES[case.case_type])
+            chosen = deputy or (match.principal if match is not None else None)
             await _start_level(session, case, 2, mediator=chosen, departments=(), now=now)
             missing = "" if chosen else "；站点未配置代表，请指定"
             await _tell_parties(session, case, "escalated:2", f"调解案件 {case.id} 转由人大代表调解{missing}")

@@ -122,7 +122,9 @@ async def escalate(
             request.level += 1
             request.responsible = LEVELS[request.level]
             if request.responsible == "deputy":
-                request.assignee = await repository.deputy_of(session, request.tenant_id, request.scope)
+                request.assignee = await repository.deputy_of(
+                    session, request.tenant_id, request.scope, request.category_id
+                )
             else:
                 request.assignee = None
                 request.department = request.department or settings.default_department

@@ -12,6 +12,7 @@ from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.heat import DEFAULT_RATING_THRESHOLD
+from services.deputies.routing import best_deputy
 from services.errors import InvalidInput
 from services.reach import not_found
 from services.requests.lifecycle import OPEN_STATES, UNANSWERED
@@ -206,17 +207,19 @@ async def routing_rule(
     return Rule(row.responsible, row.department, row.assignee) if row is not None else None
 
 
-async def deputy_of(session: AsyncSession, tenant_id: int, station_scope: str) -> str | None:
-    """A deputy linked to the station (the lowest user id, so the choice is stable)."""
-    found = await session.scalar(
-        text(
-            "SELECT 'user:' || user_id FROM role_assignments "
-            "WHERE tenant_id = :t AND role = 'deputy' AND scope @> text2ltree(:scope) "
-            "ORDER BY nlevel(scope) DESC, user_id LIMIT 1"
-        ),
-        {"t": tenant_id, "scope": station_scope},
-    )
-    return str(found) if found is not None else None
+async def deputy_of(
+    session: AsyncSession, tenant_id: int, station_scope: str, category_id: int | None
+) -> str | None:
+    """The deputy linked to the station who matches the category best (services.deputies.routing)."""
+    category = None
+    if category_id is not None:
+        category = await session.scalar(
+            select(RequestCategory.code).where(
+                RequestCategory.tenant_id == tenant_id, RequestCategory.id == category_id
+            )
+        )
+    choice = await best_deputy(session, tenant_id, station_scope, category)
+    return choice.principal if choice is not None else None
 
 
 @dataclass(frozen=True, slots=True)

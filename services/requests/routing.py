@@ -40,7 +40,7 @@ async def route(
         return Route("station", None, None)
     assignee, department = rule.assignee, rule.department
     if rule.responsible == "deputy" and assignee is None:
-        assignee = await repository.deputy_of(session, tenant_id, placement.station.scope)
+        assignee = await repository.deputy_of(session, tenant_id, placement.station.scope, category_id)
     if rule.responsible == "department" and department is None:
         department = settings.default_department
     return Route(rule.responsible, assignee, department)

@@ -194,7 +194,7 @@ async def assign(
         if not request.department:
             raise InvalidInput("name the department", field="department")
     elif request.responsible == "deputy" and assignee is None:
-        assignee = await repository.deputy_of(session, tenant_id, request.scope)
+        assignee = await repository.deputy_of(session, tenant_id, request.scope, request.category_id)
         if assignee is None:
             raise InvalidInput("no deputy is linked to this station: name one", field="assignee")
     request.assignee = assignee

@@ -59,6 +59,8 @@ ID_TYPES: dict[str, tuple[str, ...]] = {
     "nodeId": ("District", "Street", "Station"),
     "scopeNodeId": ("District", "Street", "Station"),
     "ids": ("Notification",),
+    "deputyId": ("Deputy",),
+    "volunteerId": ("DeputyVolunteer",),
 }
 GLOBAL_TYPES = (
     "City",
@@ -76,6 +78,8 @@ GLOBAL_TYPES = (
     "Notification",
     "WebhookEndpoint",
     "WebhookDelivery",
+    "Deputy",
+    "DeputyVolunteer",
 )
 # Ids that are plain numbers rather than global ids.
 PLAIN_TYPES = ("RoutingRule",)
@@ -377,6 +381,29 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
     rows.sibling["Notification"] = [
         _gid("Notification", i) for i in _latest(owner_dsn, "notifications", t, n=2)
     ]
+
+    # Deputies: one kept by each station's street, linked to it, with a volunteer.
+    for station in (b, a):
+        street = _gid("Street", _street_id(owner_dsn, t, station.street_scope))
+        await _ok_with_input(
+            api,
+            admin,
+            "createDeputy",
+            {"nodeId": street, "name": "代表", "level": "DISTRICT", "termStart": "2022-01-01"},
+        )
+        (deputy_id,) = _latest(owner_dsn, "deputies", t)
+        deputy = _gid("Deputy", deputy_id)
+        await _ok(
+            api,
+            admin,
+            doc("linkDeputyToStation", deputyId="ID!", stationId="ID!"),
+            {"deputyId": deputy, "stationId": _gid("Station", station.id)},
+        )
+        await _ok_with_input(api, admin, "addDeputyVolunteer", {"deputyId": deputy, "name": "志愿者"})
+        (volunteer_id,) = _latest(owner_dsn, "deputy_volunteers", t)
+        target = rows.sibling if station is b else rows.own
+        target["Deputy"] = [deputy]
+        target["DeputyVolunteer"] = [_gid("DeputyVolunteer", volunteer_id)]
 
     rows.sibling["Request"] = [_gid("Request", r[0]) for r in sibling_requests]
     rows.own["Request"] = [_gid("Request", r[0]) for r in own_requests]
