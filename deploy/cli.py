@@ -32,6 +32,7 @@ from geo.boundaries import BoundaryLevel
 from geo.crs import parse_crs
 from geo.validation import ACCEPTED_SRIDS, GeometryRefused, geojson_srid
 from services.audit import service as audit
+from services.csv_table import ENCODINGS
 from services.errors import DomainError, InvalidInput
 from services.geography.importing import (
     ImportOptions,
@@ -45,7 +46,7 @@ from services.hierarchy.repository import Level
 from services.notifications import webhooks
 from services.notifications.models import WebhookDelivery, WebhookEndpoint
 from services.requests import apikeys
-from services.requests.hotline import ENCODINGS, HotlineFileError, HotlineReport, import_hotline
+from services.requests.hotline import HotlineFileError, HotlineReport, import_hotline
 from services.requests.models import ApiKey
 from services.unit_of_work import unit_of_work
 from tenants.context import SCOPE_PATTERN, TENANT_CODE_PATTERN, TenantContext, city_scope, scope_is_within

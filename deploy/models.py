@@ -20,6 +20,7 @@ MODEL_MODULES = (
     "services.deliberation.models",
     "services.mediation.models",
     "services.deputies.models",
+    "services.matching.models",
 )
 
 for module in MODEL_MODULES:

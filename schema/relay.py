@@ -8,6 +8,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import strawberry
+from graphql import GraphQLError
 
 T = TypeVar("T")
 MAX_PAGE_SIZE = 200
@@ -59,6 +60,18 @@ def check_page_size(first: int) -> int:
     if not 0 <= first <= MAX_PAGE_SIZE:
         raise ValueError(f"first must be between 0 and {MAX_PAGE_SIZE}")
     return first
+
+
+def id_page(first: int, after: str | None) -> tuple[int, int | None]:
+    """A page of a list keyed by id: its size, and the id it continues from (INVALID_INPUT otherwise)."""
+    try:
+        size = check_page_size(first)
+        value = decode_cursor(after)
+        if value is not None and not (value.isascii() and value.isdigit() and len(value) <= 18):
+            raise ValueError(f"{after!r} is not a cursor from this list")
+    except ValueError as error:
+        raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT", "field": "after"}) from None
+    return size, int(value) if value is not None else None
 
 
 @strawberry.interface(description="An object with a globally unique id, fetchable with node(id:).")

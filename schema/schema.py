@@ -35,6 +35,8 @@ from schema.hierarchy.queries import HierarchyQuery, load_city
 from schema.hierarchy.types import CONVERTERS, TYPE_LEVELS
 from schema.identity.mutations import IdentityMutation
 from schema.identity.queries import IdentityQuery
+from schema.matching.mutations import MatchingMutation
+from schema.matching.queries import MatchingQuery, load_demand, load_match, load_resource
 from schema.mediation.mutations import MediationMutation
 from schema.mediation.queries import MediationQuery
 from schema.meetings.mutations import MeetingsMutation
@@ -61,6 +63,7 @@ class Query(
     MeetingsQuery,
     HeatQuery,
     DeputiesQuery,
+    MatchingQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -76,6 +79,12 @@ class Query(
             return await load_meeting(info, key)
         if type_name == "Deputy":
             return await load_deputy(info, key)
+        if type_name == "Demand":
+            return await load_demand(info, key)
+        if type_name == "Resource":
+            return await load_resource(info, key)
+        if type_name == "Match":
+            return await load_match(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -98,6 +107,7 @@ class Mutation(
     MediationMutation,
     MeetingsMutation,
     DeputiesMutation,
+    MatchingMutation,
 ):
     pass
 

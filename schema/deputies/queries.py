@@ -15,7 +15,7 @@ from schema.deputies.types import (
 )
 from schema.hierarchy.types import station_of
 from schema.permissions import SIGNED_IN
-from schema.relay import BadGlobalId, Connection, check_page_size, connection, decode_cursor, decode_id
+from schema.relay import BadGlobalId, Connection, connection, decode_id, id_page
 from schema.territory import territory
 from services.deputies import repository, service
 from services.errors import DomainError
@@ -26,10 +26,15 @@ def _invalid(message: str, field: str | None = None) -> GraphQLError:
     return GraphQLError(message, extensions={"code": "INVALID_INPUT", "field": field})
 
 
-async def _scope(info: Info, node_id: strawberry.ID | None) -> str:
+async def territory_of(info: Info, node_id: strawberry.ID | None) -> str:
+    """The scope of the territory `node_id` names, if the caller may see it; the whole city (as far as
+    the caller sees it) when omitted."""
+    principal = info.context.require_principal()
+    if node_id is None:
+        return f"c{principal.tenant_id}"
     async with info.context.db() as session:
         try:
-            return await territory(session, info.context.require_principal().context, node_id)
+            return await territory(session, principal.context, node_id)
         except DomainError as error:
             raise GraphQLError(error.message, extensions={"code": error.code, "field": error.field}) from None
 
@@ -50,14 +55,7 @@ class DeputiesQuery:
     async def deputies(
         self, info: Info, first: int = 50, after: str | None = None, skill: str | None = None
     ) -> Connection[Deputy]:
-        try:
-            size = check_page_size(first)
-            cursor = decode_cursor(after)
-            after_id = int(cursor) if cursor is not None and cursor.isdigit() else None
-        except ValueError as error:
-            raise _invalid(str(error), "after") from None
-        if cursor is not None and after_id is None:
-            raise _invalid(f"{after!r} is not a cursor from this list", "after")
+        size, after_id = id_page(first, after)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
             rows = await repository.listing(session, tenant_id, after=after_id, limit=size + 1, skill=skill)
@@ -91,10 +89,10 @@ class DeputiesQuery:
         description="Which stations of a territory (your whole scope when omitted) have no deputy linked.",
     )
     async def deputy_coverage(self, info: Info, node_id: strawberry.ID | None = None) -> Coverage:
-        scope = await _scope(info, node_id) if node_id is not None else None
+        scope = await territory_of(info, node_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
-            rows = await repository.coverage(session, tenant_id, scope or f"c{tenant_id}")
+            rows = await repository.coverage(session, tenant_id, scope)
         stations = await info.context.loaders.nodes(Level.STATION).load_many(
             [r.station_id for r in rows if r.deputies == 0]
         )
@@ -113,10 +111,10 @@ class DeputiesQuery:
     async def station_deputy_counts(
         self, info: Info, node_id: strawberry.ID | None = None
     ) -> list[StationCoverage]:
-        scope = await _scope(info, node_id) if node_id is not None else None
+        scope = await territory_of(info, node_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
-            rows = await repository.coverage(session, tenant_id, scope or f"c{tenant_id}")
+            rows = await repository.coverage(session, tenant_id, scope)
         stations = await info.context.loaders.nodes(Level.STATION).load_many([r.station_id for r in rows])
         return [
             StationCoverage(station=station_of(s), deputies=r.deputies)
@@ -131,11 +129,11 @@ class DeputiesQuery:
     async def deputy_team_sizes(
         self, info: Info, node_id: strawberry.ID | None = None
     ) -> list[TeamSizeIssue]:
-        scope = await _scope(info, node_id) if node_id is not None else None
+        scope = await territory_of(info, node_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
             found = await repository.teams_out_of_size(
-                session, tenant_id, scope or f"c{tenant_id}", service.TEAM_SMALLEST, service.TEAM_LARGEST
+                session, tenant_id, scope, service.TEAM_SMALLEST, service.TEAM_LARGEST
             )
             deputies = await repository.by_ids(session, tenant_id, [key for key, _ in found])
         return [

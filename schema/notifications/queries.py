@@ -15,11 +15,10 @@ from schema.notifications.types import (
     WebhookEndpointItem,
     delivery_of,
     endpoint_of,
-    id_page,
     notification_of,
 )
 from schema.permissions import SIGNED_IN, IsAuthenticated
-from schema.relay import encode_cursor
+from schema.relay import encode_cursor, id_page
 from services.notifications import service, webhooks
 from tenants.roles import Role
 

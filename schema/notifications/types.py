@@ -7,10 +7,9 @@ from enum import Enum
 from typing import cast
 
 import strawberry
-from graphql import GraphQLError
 from strawberry.scalars import JSON
 
-from schema.relay import check_page_size, decode_cursor, encode_id
+from schema.relay import encode_id
 from services.notifications.models import Notification, WebhookDelivery, WebhookEndpoint
 
 
@@ -139,13 +138,3 @@ class WebhookDeliveryConnection:
     has_next_page: bool
     end_cursor: str | None
     total_count: int
-
-
-def id_page(first: int, after: str | None) -> tuple[int, int | None]:
-    """Page size and the id to continue below (lists are newest first)."""
-    try:
-        check_page_size(first)
-        value = decode_cursor(after)
-        return first, int(value) if value is not None else None
-    except ValueError as error:
-        raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT"}) from None

@@ -46,7 +46,7 @@ class DeputyInput:
     synthetic: bool = False
 
 
-def _text(value: str | None, limit: int, name: str, *, required: bool = False) -> str | None:
+def clean_text(value: str | None, limit: int, name: str, *, required: bool = False) -> str | None:
     cleaned = (value or "").strip()
     if required and not cleaned:
         raise InvalidInput(f"{name} must not be empty", field=name)
@@ -74,20 +74,20 @@ async def _validated(session: AsyncSession, tenant_id: int, data: DeputyInput) -
         raise InvalidInput("the term cannot end before it starts", field="termEnd")
     if not 0 <= data.monthly_capacity <= 1000:
         raise InvalidInput("monthlyCapacity must be between 0 and 1000", field="monthlyCapacity")
-    phone = _text(data.phone, 32, "phone")
+    phone = clean_text(data.phone, 32, "phone")
     if phone is not None and not PHONE.fullmatch(phone):
         raise InvalidInput(f"{phone!r} is not a phone number", field="phone")
-    email = _text(data.email, 254, "email")
+    email = clean_text(data.email, 254, "email")
     if email is not None and not EMAIL.fullmatch(email):
         raise InvalidInput(f"{email!r} is not an email address", field="email")
     if data.principal is not None and not PRINCIPAL.fullmatch(data.principal):
         raise InvalidInput("principal must name a user account, as user:<id>", field="principal")
     return {
-        "name": _text(data.name, 100, "name", required=True),
+        "name": clean_text(data.name, 100, "name", required=True),
         "level": data.level,
         "term_start": data.term_start,
         "term_end": data.term_end,
-        "constituency": _text(data.constituency, 200, "constituency") or "",
+        "constituency": clean_text(data.constituency, 200, "constituency") or "",
         "phone": phone,
         "email": email,
         "skills": await check_skills(session, tenant_id, data.skills, "skills"),
@@ -97,12 +97,12 @@ async def _validated(session: AsyncSession, tenant_id: int, data: DeputyInput) -
     }
 
 
-def _require(kinds: frozenset[str], allowed: frozenset[str], what: str) -> None:
+def require(kinds: frozenset[str], allowed: frozenset[str], what: str) -> None:
     if not kinds & allowed:
         raise NotAllowed(f"your roles may not {what}")
 
 
-def _keeps(actor: TenantContext, scope: str) -> bool:
+def keeps(actor: TenantContext, scope: str) -> bool:
     return any(scope_is_within(scope, own) for own in actor.scopes)
 
 
@@ -110,7 +110,7 @@ async def kept(session: AsyncSession, actor: TenantContext, deputy_id: int) -> D
     """A deputy whose record the caller keeps (inside their scopes); one they may only read, or cannot
     see, is NOT_FOUND alike."""
     row = await repository.get(session, actor.tenant_id, deputy_id)
-    if row is None or not _keeps(actor, row.scope):
+    if row is None or not keeps(actor, row.scope):
         raise not_found("deputy")
     return row
 
@@ -132,8 +132,8 @@ async def _record(
 async def create(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], scope: str, data: DeputyInput
 ) -> Deputy:
-    _require(kinds, MANAGERS, "keep deputy records")
-    if not _keeps(actor, scope):
+    require(kinds, MANAGERS, "keep deputy records")
+    if not keeps(actor, scope):
         raise NotFound("the node does not exist or lies outside your scope", field="nodeId")
     values = await _validated(session, actor.tenant_id, data)
     if data.principal is not None and await repository.by_principal(session, actor.tenant_id, data.principal):
@@ -153,7 +153,7 @@ async def update(
     changes: Mapping[str, object],
 ) -> Deputy:
     """Change the fields named in `changes` (DeputyInput's names); the others keep their value."""
-    _require(kinds, MANAGERS, "keep deputy records")
+    require(kinds, MANAGERS, "keep deputy records")
     row = await kept(session, actor, deputy_id)
     unknown = set(changes) - set(DeputyInput.__dataclass_fields__)
     if unknown:
@@ -195,10 +195,10 @@ async def link(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], deputy_id: int, station_id: int
 ) -> Deputy:
     """Link a deputy to a station inside the deputy's own territory and the caller's scope."""
-    _require(kinds, MANAGERS, "link deputies to stations")
+    require(kinds, MANAGERS, "link deputies to stations")
     deputy = await kept(session, actor, deputy_id)
     station = await repository.station(session, actor.tenant_id, station_id)
-    if station is None or not _keeps(actor, station.scope):
+    if station is None or not keeps(actor, station.scope):
         raise not_found("station", "stationId")
     if station.retired_at is not None:
         raise InvalidInput("the station is retired", field="stationId")
@@ -222,7 +222,7 @@ async def link(
 async def unlink(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], deputy_id: int, station_id: int
 ) -> Deputy:
-    _require(kinds, MANAGERS, "link deputies to stations")
+    require(kinds, MANAGERS, "link deputies to stations")
     deputy = await kept(session, actor, deputy_id)
     row = await repository.link(session, actor.tenant_id, deputy_id, station_id)
     if row is None:
@@ -243,16 +243,16 @@ class VolunteerInput:
 async def add_volunteer(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], deputy_id: int, data: VolunteerInput
 ) -> DeputyVolunteer:
-    _require(kinds, MANAGERS, "keep volunteer teams")
+    require(kinds, MANAGERS, "keep volunteer teams")
     deputy = await kept(session, actor, deputy_id)
-    phone = _text(data.phone, 32, "phone")
+    phone = clean_text(data.phone, 32, "phone")
     if phone is not None and not PHONE.fullmatch(phone):
         raise InvalidInput(f"{phone!r} is not a phone number", field="phone")
     row = DeputyVolunteer(
         tenant_id=actor.tenant_id,
         deputy_id=deputy.id,
         scope=deputy.scope,
-        name=_text(data.name, 100, "name", required=True),
+        name=clean_text(data.name, 100, "name", required=True),
         phone=phone,
         skills=await check_skills(session, actor.tenant_id, data.skills, "skills"),
     )
@@ -265,9 +265,9 @@ async def add_volunteer(
 async def remove_volunteer(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], volunteer_id: int
 ) -> Deputy:
-    _require(kinds, MANAGERS, "keep volunteer teams")
+    require(kinds, MANAGERS, "keep volunteer teams")
     row = await repository.volunteer(session, actor.tenant_id, volunteer_id)
-    if row is None or not _keeps(actor, row.scope):
+    if row is None or not keeps(actor, row.scope):
         raise not_found("volunteer")
     deputy = await kept(session, actor, row.deputy_id)
     await session.delete(row)
@@ -280,7 +280,7 @@ async def set_routing_suspended(
     session: AsyncSession, actor: TenantContext, kinds: frozenset[str], deputy_id: int, suspended: bool
 ) -> Deputy:
     """Suspend or resume automatic routing to a deputy by hand (lifting is for district staff)."""
-    _require(kinds, LIFTERS, "suspend or resume a deputy's routing")
+    require(kinds, LIFTERS, "suspend or resume a deputy's routing")
     deputy = await kept(session, actor, deputy_id)
     if suspended == (deputy.routing_suspended_at is not None):
         return deputy

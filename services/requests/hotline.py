@@ -1,6 +1,6 @@
 """Importing a 12345 hotline export (CSV) through the one intake pipeline, as channel "hotline".
 
-- Headers in Chinese or English (HEADERS); UTF-8 with or without BOM, or GB18030, told apart by decoding.
+- Headers in Chinese or English (COLUMNS); UTF-8 with or without BOM, or GB18030, told apart by decoding.
 - Every row is checked on its own: a bad row is reported with its line number and reason, the good ones
   are kept. Rows are written in batches (one transaction each), every row in its own savepoint, so one
   row the database refuses costs nothing but itself.
@@ -10,8 +10,6 @@
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.crs import parse_crs
+from services.csv_table import CsvFileError, CsvRow, decode, read_rows
 from services.errors import InvalidInput
 from services.requests import repository
 from services.requests.intake import MAX_DESCRIPTION, Submission, intake_context, submit
@@ -29,7 +28,6 @@ from services.unit_of_work import UnitOfWork, atomic
 from tenants.db import Database
 
 CHANNEL = "hotline"
-ENCODINGS = ("auto", "utf-8", "gb18030")
 BATCH_SIZE = 200
 MAX_EXTERNAL_ID = 100
 # A call cannot come from the future; a little slack for clocks that disagree.
@@ -51,7 +49,6 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "contact_phone": ("contact_phone", "联系电话"),
 }
 REQUIRED = ("external_id", "submitted_at", "category", "description")
-HEADERS = {header.casefold(): column for column, headers in COLUMNS.items() for header in headers}
 TIME_FORMATS = (
     "%Y/%m/%d %H:%M:%S",
     "%Y/%m/%d %H:%M",
@@ -63,8 +60,8 @@ TIME_FORMATS = (
 )
 
 
-class HotlineFileError(ValueError):
-    """The file as a whole cannot be read: its encoding, or a column it must have."""
+# The file as a whole cannot be read: its encoding, or a column it must have.
+HotlineFileError = CsvFileError
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,64 +96,9 @@ class HotlineReport:
 
 
 @dataclass(frozen=True, slots=True)
-class _Row:
-    line: int
-    values: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class _Good:
     line: int
     submission: Submission
-
-
-def decode(data: bytes, encoding: str = "auto") -> tuple[str, str]:
-    """The file's text and the encoding it was read with."""
-    if encoding not in ENCODINGS:
-        raise HotlineFileError(f"encoding {encoding!r} is not one of {', '.join(ENCODINGS)}")
-    candidates = ("utf-8", "gb18030") if encoding == "auto" else (encoding,)
-    for candidate in candidates:
-        try:
-            # utf-8-sig reads UTF-8 with or without a byte-order mark.
-            return data.decode("utf-8-sig" if candidate == "utf-8" else candidate), candidate
-        except UnicodeDecodeError:
-            continue
-    raise HotlineFileError(f"the file is not {' or '.join(c.upper() for c in candidates)} text")
-
-
-def read_rows(text: str) -> tuple[list[str], list[_Row]]:
-    """The header's column names and the rows (with the line each starts on); blank rows are skipped."""
-    reader = csv.reader(io.StringIO(text, newline=""))
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise HotlineFileError("the file is empty") from None
-    except csv.Error as error:
-        raise HotlineFileError(f"the header is not CSV: {error}") from None
-    columns: list[str] = []
-    for name in header:
-        column = HEADERS.get(name.strip().casefold(), "")
-        if column and column in columns:
-            raise HotlineFileError(f"the column {column} ({name.strip()}) appears twice")
-        columns.append(column)
-    missing = [c for c in REQUIRED if c not in columns]
-    if missing:
-        wanted = "; ".join(" or ".join(COLUMNS[c]) for c in missing)
-        raise HotlineFileError(f"the header lacks a column for {wanted}")
-    rows: list[_Row] = []
-    line = reader.line_num + 1
-    while True:
-        try:
-            cells = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as error:
-            raise HotlineFileError(f"line {line} is not CSV: {error}") from None
-        if any(cell.strip() for cell in cells):
-            values = {c: cell.strip() for c, cell in zip(columns, cells, strict=False) if c}
-            rows.append(_Row(line, values))
-        line = reader.line_num + 1
-    return columns, rows
 
 
 class _Refused(Exception):
@@ -195,8 +137,12 @@ def _number(raw: str, name: str, bound: float) -> float:
     return value
 
 
-def check_row(row: _Row, categories: dict[str, str], zone: ZoneInfo, now: datetime) -> tuple[str, Submission]:
+def check_row(
+    row: CsvRow, categories: dict[str, str], zone: ZoneInfo, now: datetime
+) -> tuple[str, Submission]:
     """The row's external id and submission, or _Refused with the reason."""
+    if row.problem is not None:
+        raise _Refused(row.problem)
     values = row.values
     for column, value in values.items():
         if "\x00" in value:
@@ -264,7 +210,7 @@ async def import_hotline(
     A dry run does all the work, intake included, and rolls it back: the report says what would happen.
     Raises HotlineFileError when the file as a whole is unreadable."""
     text, used = decode(data, encoding)
-    _, rows = read_rows(text)
+    rows = read_rows(text, COLUMNS, REQUIRED)
     report = HotlineReport(encoding=used, dry_run=dry_run)
     moment = now or datetime.now(UTC)
     context = intake_context(tenant_id)

@@ -61,6 +61,7 @@ ID_TYPES: dict[str, tuple[str, ...]] = {
     "ids": ("Notification",),
     "deputyId": ("Deputy",),
     "volunteerId": ("DeputyVolunteer",),
+    "resourceId": ("Resource",),
 }
 GLOBAL_TYPES = (
     "City",
@@ -80,6 +81,9 @@ GLOBAL_TYPES = (
     "WebhookDelivery",
     "Deputy",
     "DeputyVolunteer",
+    "Demand",
+    "Resource",
+    "Match",
 )
 # Ids that are plain numbers rather than global ids.
 PLAIN_TYPES = ("RoutingRule",)
@@ -404,6 +408,35 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
         target = rows.sibling if station is b else rows.own
         target["Deputy"] = [deputy]
         target["DeputyVolunteer"] = [_gid("DeputyVolunteer", volunteer_id)]
+
+        # The double list: a resource of the street serving the station, a demand there, their match.
+        station_gid = _gid("Station", station.id)
+        resource_input = {
+            "nodeId": street,
+            "name": "资源",
+            "ownerKind": "DEPUTY",
+            "offer": "SKILL",
+            "skills": ["environment"],
+            "monthlyCapacity": 5,
+            "ownerPrincipal": station.deputy,
+        }
+        await _ok_with_input(api, admin, "createResource", resource_input)
+        (resource_id,) = _latest(owner_dsn, "resources", t)
+        resource = _gid("Resource", resource_id)
+        await _ok(
+            api,
+            admin,
+            doc("setResourceStation", resourceId="ID!", stationId="ID!"),
+            {"resourceId": resource, "stationId": station_gid},
+        )
+        demand_input = {"stationId": station_gid, "category": "environment", "title": "需求"}
+        await _ok_with_input(api, admin, "createDemand", demand_input)
+        (demand_id,) = _latest(owner_dsn, "demands", t)
+        await _ok(api, admin, doc("runMatching", nodeId="ID"), {"nodeId": station_gid})
+        (match_id,) = _latest(owner_dsn, "matches", t, f"demand_id = {demand_id}")
+        target["Resource"] = [resource]
+        target["Demand"] = [_gid("Demand", demand_id)]
+        target["Match"] = [_gid("Match", match_id)]
 
     rows.sibling["Request"] = [_gid("Request", r[0]) for r in sibling_requests]
     rows.own["Request"] = [_gid("Request", r[0]) for r in own_requests]
