@@ -51,3 +51,4 @@ bench: $(INSTALLED) services
 	$(BIN)/python -m tests.bench.hierarchy && $(BIN)/python -m tests.bench.geography && $(BIN)/python -m tests.bench.heat && $(BIN)/python -m tests.bench.workflows
 	$(BIN)/python -m tests.bench.intake
 	$(BIN)/python -m tests.bench.overload
+	$(BIN)/python -m tests.bench.deputies

@@ -24,6 +24,7 @@ from deploy.seed import seed_synthetic
 from geo.boundaries import add_grid_cell
 from schema.context import ApiConfig
 from schema.schema import build_schema
+from services.matching.optimiser import Candidate
 from services.meetings.service import Actor
 from services.outbox.service import Publisher
 from services.unit_of_work import UnitOfWork
@@ -349,3 +350,28 @@ async def audit_actions(owner_dsn: str, tenant_id: int, subject: str) -> list[st
         subject,
     )
     return [str(action) for (action,) in rows]
+
+
+def brute_force(candidates: list[Candidate], capacity: dict[int, int]) -> float:
+    """The best total of an assignment, by trying every one (each demand to one of its candidates or none)."""
+    by_demand: dict[int, list[Candidate]] = {}
+    for c in candidates:
+        by_demand.setdefault(c.demand, []).append(c)
+    demands = sorted(by_demand)
+    best = 0.0
+    left = dict(capacity)
+
+    def walk(index: int, total: float) -> None:
+        nonlocal best
+        if index == len(demands):
+            best = max(best, total)
+            return
+        walk(index + 1, total)
+        for c in by_demand[demands[index]]:
+            if c.score > 0 and left.get(c.resource, 0) > 0:
+                left[c.resource] -= 1
+                walk(index + 1, total + c.score)
+                left[c.resource] += 1
+
+    walk(0, 0.0)
+    return best

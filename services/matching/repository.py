@@ -201,15 +201,12 @@ class CandidatePair:
 
 # Each open demand of the scope with each resource that may take it: kept at or above the demand's
 # station, not retired, with a skill that serves the demand's category, and that has not declined it;
-# the distance is from the demand
-# (its point, else its station) to the nearest station the resource serves (0 for its own station).
+# the distance is from the demand (its point, else its station) to the nearest station the resource
+# serves (0 for its own station; on the sphere, which is within 0.5% of the spheroid at these ranges).
+# Resources are found through each ancestor of the demand's station (an equality the planner can hash;
+# a station lies at depth 4, the VALUES leave room), compared as text, which hashes where ltree may not.
 CANDIDATES = f"""
-WITH points AS ({STATION_POINTS}),
-open_demands AS (
-  SELECT d.id, d.scope, d.category_id, d.station_id, COALESCE(d.geom, p.geom) AS geom
-  FROM demands d LEFT JOIN points p ON p.id = d.station_id
-  WHERE d.tenant_id = :tenant_id AND d.scope <@ text2ltree(:scope) AND d.state = 'open'
-),
+WITH points AS MATERIALIZED ({STATION_POINTS}),
 served_by AS (
   SELECT c.id AS category_id, array_agg(k.code) AS skills
   FROM request_categories c
@@ -217,27 +214,36 @@ served_by AS (
   WHERE c.tenant_id = :tenant_id
   GROUP BY c.id
 ),
-offered AS (
-  SELECT r.id, r.scope, r.skills FROM resources r
+offers AS (
+  SELECT r.id AS resource_id, r.scope, f.category_id
+  FROM resources r JOIN served_by f ON r.skills && f.skills
   WHERE r.tenant_id = :tenant_id AND r.retired_at IS NULL AND r.monthly_capacity > 0
 ),
-reach AS (
-  SELECT rs.resource_id, rs.station_id, p.geom
-  FROM resource_stations rs JOIN points p ON p.id = rs.station_id
-  WHERE rs.tenant_id = :tenant_id
+wanted AS (
+  SELECT d.id, d.scope, d.station_id, d.category_id, COALESCE(d.geom, p.geom) AS geom,
+         subpath(d.scope, 0, depth.n) AS ancestor
+  FROM demands d
+  LEFT JOIN points p ON p.id = d.station_id
+  JOIN (VALUES (1), (2), (3), (4), (5), (6)) AS depth (n) ON depth.n <= nlevel(d.scope)
+  WHERE d.tenant_id = :tenant_id AND d.scope <@ text2ltree(:scope) AND d.state = 'open'
+),
+pairs AS (
+  SELECT w.id AS demand_id, w.scope, w.station_id, o.resource_id, w.geom
+  FROM wanted w
+  JOIN offers o ON o.category_id = w.category_id AND o.scope::text = w.ancestor::text
+  WHERE NOT EXISTS (
+    SELECT 1 FROM matches m
+    WHERE m.tenant_id = :tenant_id AND m.demand_id = w.id AND m.resource_id = o.resource_id
+      AND m.state = 'declined'
+  )
 )
-SELECT d.id, d.scope::text, r.id,
-  (SELECT min(CASE WHEN x.station_id = d.station_id THEN 0
-                   ELSE ST_Distance(x.geom::geography, d.geom::geography) END)
-     FROM reach x WHERE x.resource_id = r.id) AS distance
-FROM open_demands d
-JOIN served_by f ON f.category_id = d.category_id
-JOIN offered r ON r.scope @> d.scope AND r.skills && f.skills
-WHERE NOT EXISTS (
-  SELECT 1 FROM matches m
-  WHERE m.tenant_id = :tenant_id AND m.demand_id = d.id AND m.resource_id = r.id AND m.state = 'declined'
-)
-ORDER BY d.id, r.id
+SELECT x.demand_id, x.scope::text, x.resource_id,
+       min(CASE WHEN rs.station_id = x.station_id THEN 0 ELSE ST_DistanceSphere(x.geom, sp.geom) END)
+FROM pairs x
+LEFT JOIN resource_stations rs ON rs.tenant_id = :tenant_id AND rs.resource_id = x.resource_id
+LEFT JOIN points sp ON sp.id = rs.station_id
+GROUP BY x.demand_id, x.scope, x.resource_id
+ORDER BY x.demand_id, x.resource_id
 """  # noqa: S608 (fixed SQL)
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from zoneinfo import ZoneInfo
 
+import numpy as np
+import numpy.typing as npt
 from geoalchemy2 import WKBElement
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -36,7 +38,7 @@ from services.matching.models import (
     ResourceStation,
 )
 from services.matching.optimiser import Candidate, greedy, optimal
-from services.matching.scoring import HALF_DISTANCE_METERS, score
+from services.matching.scoring import HALF_DISTANCE_METERS, Scores, scores
 from services.reach import not_found
 from services.requests.models import Request, RequestSettings
 from services.unit_of_work import atomic
@@ -417,43 +419,51 @@ async def _month_start(session: AsyncSession, tenant_id: int, now: datetime) -> 
 
 
 @dataclass(frozen=True, slots=True)
-class Scored:
-    candidate: Candidate
-    terms: dict[str, float]
-    scope: str  # the demand's
-    owner: str | None  # the resource's
+class Weighed:
+    """The pairs a run may use, their scores, and each resource's spare capacity this month."""
+
+    pairs: list[repository.CandidatePair]
+    distances: npt.NDArray[np.float64]
+    found: Scores
+    owners: dict[int, str | None]
+    spare: dict[int, int]
+
+    @property
+    def candidates(self) -> list[Candidate]:
+        totals = self.found.total.tolist()
+        return [Candidate(p.demand_id, p.resource_id, t) for p, t in zip(self.pairs, totals, strict=True)]
+
+    def terms(self, index: int) -> dict[str, float]:
+        """The terms of one pair's score: what the match shows as its explanation."""
+        return {**self.found.at(index).terms, "distanceMeters": round(float(self.distances[index]), 1)}
 
 
-async def score_candidates(
-    session: AsyncSession, tenant_id: int, scope: str, now: datetime
-) -> tuple[list[Scored], dict[int, int]]:
-    """Every (open demand, resource) pair the run may use, scored, and each resource's spare capacity
-    this month."""
-    pairs = await repository.candidate_pairs(session, tenant_id, scope)
+async def score_candidates(session: AsyncSession, tenant_id: int, scope: str, now: datetime) -> Weighed:
+    """Every (open demand, resource) pair within reach the run may use, scored."""
+    found = await repository.candidate_pairs(session, tenant_id, scope)
     records = await repository.resource_records(
         session,
         tenant_id,
-        sorted({p.resource_id for p in pairs}),
+        sorted({p.resource_id for p in found}),
         await _month_start(session, tenant_id, now),
     )
-    scored: list[Scored] = []
-    for pair in pairs:
-        distance = HALF_DISTANCE_METERS if pair.distance_meters is None else pair.distance_meters
-        record = records.get(pair.resource_id)
-        if record is None or distance > MAX_MATCH_DISTANCE_METERS:
-            continue
-        found = score(
-            fit=1.0,
-            distance_meters=distance,
-            load=record.load,
-            capacity=record.capacity,
-            satisfaction=record.satisfaction,
-        )
-        terms = {**found.terms, "distanceMeters": round(distance, 1)}
-        candidate = Candidate(pair.demand_id, pair.resource_id, found.total)
-        scored.append(Scored(candidate, terms, pair.demand_scope, record.owner))
+
+    def distance(pair: repository.CandidatePair) -> float:
+        return HALF_DISTANCE_METERS if pair.distance_meters is None else pair.distance_meters
+
+    pairs = [p for p in found if p.resource_id in records and distance(p) <= MAX_MATCH_DISTANCE_METERS]
+    kept = [records[p.resource_id] for p in pairs]
+    distances = np.array([distance(p) for p in pairs], dtype=np.float64)
+    weighed = scores(
+        fit=np.ones(len(pairs)),
+        distance_meters=distances,
+        load=[r.load for r in kept],
+        capacity=[r.capacity for r in kept],
+        satisfaction=[math.nan if r.satisfaction is None else r.satisfaction for r in kept],
+    )
+    owners = {key: r.owner for key, r in records.items()}
     spare = {key: max(0, r.capacity - r.load) for key, r in records.items()}
-    return scored, spare
+    return Weighed(pairs, distances, weighed, owners, spare)
 
 
 async def run_matching(
@@ -469,11 +479,11 @@ async def run_matching(
     if not keeps(actor, scope):
         raise not_found("the territory", "nodeId")
     started = time.perf_counter()
-    scored, spare = await score_candidates(session, actor.tenant_id, scope, now or datetime.now(UTC))
-    candidates = [s.candidate for s in scored]
+    weighed = await score_candidates(session, actor.tenant_id, scope, now or datetime.now(UTC))
+    candidates, spare = weighed.candidates, weighed.spare
     best = optimal(candidates, spare)
     baseline = greedy(candidates, spare)
-    scored_by_pair = {(s.candidate.demand, s.candidate.resource): s for s in scored}
+    index_of = {(c.demand, c.resource): n for n, c in enumerate(candidates)}
     run = MatchRun(
         tenant_id=actor.tenant_id,
         scope=scope,
@@ -494,15 +504,16 @@ async def run_matching(
             [
                 {
                     "tenant_id": actor.tenant_id,
-                    "scope": scored_by_pair[(c.demand, c.resource)].scope,
+                    "scope": weighed.pairs[n].demand_scope,
                     "demand_id": c.demand,
                     "resource_id": c.resource,
                     "run_id": run.id,
-                    "owner_principal": scored_by_pair[(c.demand, c.resource)].owner,
+                    "owner_principal": weighed.owners[c.resource],
                     "score": c.score,
-                    "terms": scored_by_pair[(c.demand, c.resource)].terms,
+                    "terms": weighed.terms(n),
                 }
                 for c in best.pairs
+                for n in (index_of[(c.demand, c.resource)],)
             ],
         )
         await session.execute(

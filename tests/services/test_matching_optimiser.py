@@ -8,30 +8,7 @@ import random
 import pytest
 
 from services.matching.optimiser import Candidate, greedy, optimal
-
-
-def brute_force(candidates: list[Candidate], capacity: dict[int, int]) -> float:
-    by_demand: dict[int, list[Candidate]] = {}
-    for c in candidates:
-        by_demand.setdefault(c.demand, []).append(c)
-    demands = sorted(by_demand)
-    best = 0.0
-    left = dict(capacity)
-
-    def walk(index: int, total: float) -> None:
-        nonlocal best
-        if index == len(demands):
-            best = max(best, total)
-            return
-        walk(index + 1, total)
-        for c in by_demand[demands[index]]:
-            if c.score > 0 and left.get(c.resource, 0) > 0:
-                left[c.resource] -= 1
-                walk(index + 1, total + c.score)
-                left[c.resource] += 1
-
-    walk(0, 0.0)
-    return best
+from tests.helpers import brute_force
 
 
 @pytest.mark.parametrize("seed", range(8))
