@@ -21,6 +21,7 @@ MODEL_MODULES = (
     "services.mediation.models",
     "services.deputies.models",
     "services.matching.models",
+    "services.rectifications.models",
 )
 
 for module in MODEL_MODULES:

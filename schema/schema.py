@@ -24,6 +24,7 @@ from strawberry.schema.types.base_scalars import wrap_parser
 from schema.context import ApiConfig, Info, NotAuthenticated
 from schema.deliberation.mutations import DeliberationMutation
 from schema.deliberation.queries import DeliberationQuery
+from schema.deputies.activities import ActivitiesMutation, ActivitiesQuery, load_activity
 from schema.deputies.mutations import DeputiesMutation
 from schema.deputies.queries import DeputiesQuery
 from schema.deputies.types import load_deputy
@@ -64,6 +65,7 @@ class Query(
     HeatQuery,
     DeputiesQuery,
     MatchingQuery,
+    ActivitiesQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -85,6 +87,8 @@ class Query(
             return await load_resource(info, key)
         if type_name == "Match":
             return await load_match(info, key)
+        if type_name == "Activity":
+            return await load_activity(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -108,6 +112,7 @@ class Mutation(
     MeetingsMutation,
     DeputiesMutation,
     MatchingMutation,
+    ActivitiesMutation,
 ):
     pass
 

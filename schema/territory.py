@@ -9,8 +9,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schema.mutations import parse_id
 from services.hierarchy import repository as hierarchy
 from services.hierarchy.repository import Level
-from services.reach import Target, not_found, reaches
+from services.reach import Target, acting_on, not_found, reaches
 from tenants.context import TenantContext, city_scope
+from tenants.principals import Principal
 
 NODE_LEVELS = {"District": Level.DISTRICT, "Street": Level.STREET, "Station": Level.STATION}
 
@@ -35,3 +36,14 @@ async def territory(
     if key not in found or not reaches(context, Target(context.tenant_id, str(found[key].scope))):
         raise not_found(str(node_id)[:80], field)
     return str(found[key].scope)
+
+
+def resident_homes(principal: Principal) -> list[TenantContext]:
+    """The contexts a resident acts in at home (their token's scopes): what a station addresses to its
+    residents (its grid, its reception days) is read there. Their own transaction sees no territory; each
+    home is read in the context `acting_on` opens on it, from a view anchored one label below it."""
+    view = TenantContext(principal.tenant_id, tuple(f"{home}.r0" for home in principal.scopes), principal.sub)
+    return [
+        acting_on(view, Target(principal.tenant_id, home, addressed_below=True), what=f"scope {home}")
+        for home in principal.scopes
+    ]

@@ -16,10 +16,8 @@ from schema.context import Info
 from schema.geo.types import CRS, GridCellRef, Location
 from schema.hierarchy.types import GridCell, grid_cell_of
 from schema.permissions import SIGNED_IN
+from schema.territory import resident_homes
 from services.hierarchy.repository import Level
-from services.reach import Target, acting_on
-from tenants.context import TenantContext
-from tenants.principals import Principal
 from tenants.roles import Role
 
 
@@ -77,17 +75,6 @@ async def _lookup(
     return found, hidden
 
 
-def _resident_homes(principal: Principal) -> list[TenantContext]:
-    """A resident locates inside their home (their token's scopes): the grid of a station is addressed to
-    its residents, as a topic put to a community is. Their own transaction sees no territory; each home is
-    read in the context `acting_on` opens on it, from a view anchored one label below it."""
-    view = TenantContext(principal.tenant_id, tuple(f"{home}.r0" for home in principal.scopes), principal.sub)
-    return [
-        acting_on(view, Target(principal.tenant_id, home, addressed_below=True), what=f"scope {home}")
-        for home in principal.scopes
-    ]
-
-
 @strawberry.type
 class GeoQuery:
     @strawberry.field(
@@ -108,7 +95,7 @@ class GeoQuery:
         if principal.roles == {Role.RESIDENT}:
             # What a resident learns: the placement of a point in their home, else only outsideScope
             # (a cell elsewhere covers it) or unassigned with the nearest cell of their home.
-            for home in _resident_homes(principal):
+            for home in resident_homes(principal):
                 async with info.context.config.database.scoped(home) as session:
                     found, hidden = await _lookup(session, principal.tenant_id, wgs_lon, wgs_lat, when)
                 if found.placement is not None:

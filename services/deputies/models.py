@@ -5,26 +5,32 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
+from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
     BigInteger,
     Boolean,
     CheckConstraint,
     Date,
     DateTime,
+    Float,
     ForeignKeyConstraint,
     Identity,
     Index,
     Integer,
+    SmallInteger,
     String,
+    Text,
     UniqueConstraint,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenants.models import Base, Ltree
 
 LEVELS = ("national", "municipal", "district")
+# A type instance of its own: GeoAlchemy2 records a column's nullability on its type.
+CHECKIN_POINT = Geometry(geometry_type="POINT", srid=4326, spatial_index=False, nullable=False)
 
 
 class DeputySkill(Base):
@@ -119,4 +125,164 @@ class DeputyVolunteer(Base):
     name: Mapped[str] = mapped_column(String(100))
     phone: Mapped[str | None] = mapped_column(String(32))
     skills: Mapped[list[str]] = mapped_column(ARRAY(String(40)), server_default="{}")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+ACTIVITY_KINDS = (
+    "visit",
+    "reception",
+    "policy_talk",
+    "research",
+    "problem_solved",
+    "duty_report",
+    "meeting",
+    "deliberation",
+    "mediation",
+)
+
+
+class DutySettings(Base):
+    """The city's knobs of duty work: how far ahead a reception day is announced, the fastest a deputy
+    can travel between two check-ins, the slack around a station's boundary, and the satisfaction bar
+    below which an activity needs rectification."""
+
+    __tablename__ = "duty_settings"
+    __table_args__ = (ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),)
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    announce_days: Mapped[int] = mapped_column(SmallInteger, server_default="3")
+    max_travel_kmh: Mapped[int] = mapped_column(SmallInteger, server_default="60")
+    boundary_margin_meters: Mapped[int] = mapped_column(Integer, server_default="50")
+    satisfaction_bar: Mapped[int] = mapped_column(SmallInteger, server_default="80")
+
+
+class Activity(Base):
+    """A duty activity (履职活动) of a deputy at a station: planned (a reception day announced ahead),
+    reported with its evidence, then verified, rejected or sent back for more by street staff. Only
+    verified activities count. `owner_principal` is the deputy's account, which reads it anywhere."""
+
+    __tablename__ = "activities"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        ForeignKeyConstraint(["tenant_id", "deputy_id"], ["deputies.tenant_id", "deputies.id"]),
+        ForeignKeyConstraint(["tenant_id", "station_id"], ["stations.tenant_id", "stations.id"]),
+        ForeignKeyConstraint(["tenant_id", "request_id"], ["requests.tenant_id", "requests.id"]),
+        ForeignKeyConstraint(["tenant_id", "match_id"], ["matches.tenant_id", "matches.id"]),
+        Index("ix_activities_scope", "scope", postgresql_using="gist"),
+        Index("ix_activities_tenant_id_deputy_id_starts_at", "tenant_id", "deputy_id", "starts_at"),
+        Index("ix_activities_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+        CheckConstraint(f"kind IN ({', '.join(repr(k) for k in ACTIVITY_KINDS)})", name="kind"),
+        CheckConstraint(
+            "state IN ('planned', 'reported', 'verified', 'rejected', 'more_requested')", name="state"
+        ),
+        CheckConstraint("households_visited >= 0 AND attendees >= 0", name="counts"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    scope: Mapped[str] = mapped_column(Ltree())
+    deputy_id: Mapped[int] = mapped_column(BigInteger)
+    station_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))
+    title: Mapped[str] = mapped_column(String(200))
+    topics: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    starts_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    households_visited: Mapped[int] = mapped_column(Integer, server_default="0")
+    request_id: Mapped[int | None] = mapped_column(BigInteger)
+    match_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The meeting, deliberation or mediation case it was part of ("meeting:12"), linked, not re-entered.
+    linked: Mapped[str | None] = mapped_column(String(64))
+    photo_urls: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    minutes: Mapped[str] = mapped_column(Text, server_default="")
+    attendees: Mapped[int] = mapped_column(Integer, server_default="0")
+    state: Mapped[str] = mapped_column(String(16))
+    verification_note: Mapped[str | None] = mapped_column(Text)
+    verified_by: Mapped[str | None] = mapped_column(String(100))
+    outside_boundary: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    impossible_travel: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_by: Mapped[str] = mapped_column(String(100))
+    synthetic: Mapped[bool] = mapped_column(Boolean, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    reported_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+def _activity_child() -> ForeignKeyConstraint:
+    return ForeignKeyConstraint(
+        ["tenant_id", "activity_id"], ["activities.tenant_id", "activities.id"], ondelete="CASCADE"
+    )
+
+
+class ActivityCheckin(Base):
+    """A check-in from the deputy's phone (converted to WGS84), with what the server found: how far
+    outside the station's boundary it lies, and the speed from the deputy's previous check-in."""
+
+    __tablename__ = "activity_checkins"
+    __table_args__ = (
+        _activity_child(),
+        Index("ix_activity_checkins_scope", "scope", postgresql_using="gist"),
+        Index(
+            "ix_activity_checkins_tenant_id_deputy_id_checked_in_at",
+            "tenant_id",
+            "deputy_id",
+            "checked_in_at",
+        ),
+        Index("ix_activity_checkins_tenant_id_activity_id", "tenant_id", "activity_id"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    activity_id: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(Ltree())
+    deputy_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    checked_in_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    geom: Mapped[WKBElement] = mapped_column(CHECKIN_POINT)
+    crs: Mapped[str] = mapped_column(String(8))
+    outside_meters: Mapped[float | None] = mapped_column(Float)
+    speed_kmh: Mapped[float | None] = mapped_column(Float)
+    outside_boundary: Mapped[bool] = mapped_column(Boolean)
+    impossible_travel: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ActivityRegistration(Base):
+    """A resident's registration for a reception day, with the topic or time they ordered (点单)."""
+
+    __tablename__ = "activity_registrations"
+    __table_args__ = (
+        _activity_child(),
+        UniqueConstraint("tenant_id", "activity_id", "owner_principal"),
+        Index("ix_activity_registrations_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    activity_id: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(Ltree())
+    owner_principal: Mapped[str] = mapped_column(String(100))
+    topic: Mapped[str | None] = mapped_column(String(200))
+    slot: Mapped[str | None] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class ActivityRating(Base):
+    """A participant's rating of an activity (0-100), once each."""
+
+    __tablename__ = "activity_ratings"
+    __table_args__ = (
+        _activity_child(),
+        CheckConstraint("score BETWEEN 0 AND 100", name="score"),
+        UniqueConstraint("tenant_id", "activity_id", "owner_principal"),
+        Index("ix_activity_ratings_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    activity_id: Mapped[int] = mapped_column(BigInteger)
+    scope: Mapped[str] = mapped_column(Ltree())
+    owner_principal: Mapped[str] = mapped_column(String(100))
+    score: Mapped[int] = mapped_column(SmallInteger)
+    comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

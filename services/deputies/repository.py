@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from services.deputies.models import Deputy, DeputySkill, DeputyStation, DeputyVolunteer
+from services.deputies.models import (
+    Activity,
+    ActivityCheckin,
+    ActivityRating,
+    ActivityRegistration,
+    Deputy,
+    DeputySkill,
+    DeputyStation,
+    DeputyVolunteer,
+    DutySettings,
+)
 from tenants.models import Station
 
 
@@ -211,3 +222,193 @@ async def routing_candidates(
 async def categories_of_skills(session: AsyncSession, tenant_id: int) -> dict[str, frozenset[str]]:
     """Each skill of the city and the request categories it serves."""
     return {row.code: frozenset(row.categories) for row in await skills(session, tenant_id)}
+
+
+# --- duty activities ---------------------------------------------------------------------------------------
+
+
+async def duty_settings(session: AsyncSession, tenant_id: int) -> DutySettings:
+    """The city's duty settings; the defaults until the city saves its own."""
+    found = await session.get(DutySettings, tenant_id)
+    if found is None:
+        return DutySettings(
+            tenant_id=tenant_id,
+            announce_days=3,
+            max_travel_kmh=60,
+            boundary_margin_meters=50,
+            satisfaction_bar=80,
+        )
+    return found
+
+
+async def activity(session: AsyncSession, tenant_id: int, activity_id: int) -> Activity | None:
+    return await session.scalar(
+        select(Activity).where(Activity.tenant_id == tenant_id, Activity.id == activity_id)
+    )
+
+
+async def activities(
+    session: AsyncSession,
+    tenant_id: int,
+    *,
+    after: int | None,
+    limit: int,
+    deputy_id: int | None,
+    state: str | None,
+) -> list[Activity]:
+    statement = select(Activity).where(Activity.tenant_id == tenant_id)
+    if after is not None:
+        statement = statement.where(Activity.id > after)
+    if deputy_id is not None:
+        statement = statement.where(Activity.deputy_id == deputy_id)
+    if state is not None:
+        statement = statement.where(Activity.state == state)
+    return list(await session.scalars(statement.order_by(Activity.id).limit(limit)))
+
+
+async def count_activities(
+    session: AsyncSession, tenant_id: int, deputy_id: int | None, state: str | None
+) -> int:
+    statement = select(func.count()).select_from(Activity).where(Activity.tenant_id == tenant_id)
+    if deputy_id is not None:
+        statement = statement.where(Activity.deputy_id == deputy_id)
+    if state is not None:
+        statement = statement.where(Activity.state == state)
+    return int(await session.scalar(statement) or 0)
+
+
+async def checkins_of(
+    session: AsyncSession, tenant_id: int, activity_ids: Sequence[int]
+) -> list[ActivityCheckin]:
+    if not activity_ids:
+        return []
+    rows = await session.scalars(
+        select(ActivityCheckin)
+        .where(ActivityCheckin.tenant_id == tenant_id, ActivityCheckin.activity_id.in_(activity_ids))
+        .order_by(ActivityCheckin.activity_id, ActivityCheckin.checked_in_at)
+    )
+    return list(rows)
+
+
+async def ratings_of(
+    session: AsyncSession, tenant_id: int, activity_ids: Sequence[int]
+) -> dict[int, tuple[int, float]]:
+    """(ratings, mean score) of each activity that has ratings."""
+    if not activity_ids:
+        return {}
+    rows = await session.execute(
+        select(ActivityRating.activity_id, func.count(), func.avg(ActivityRating.score))
+        .where(ActivityRating.tenant_id == tenant_id, ActivityRating.activity_id.in_(activity_ids))
+        .group_by(ActivityRating.activity_id)
+    )
+    return {int(key): (int(n), float(mean)) for key, n, mean in rows}
+
+
+async def rated_by(session: AsyncSession, tenant_id: int, activity_id: int, principal: str) -> bool:
+    found = await session.scalar(
+        select(ActivityRating.id).where(
+            ActivityRating.tenant_id == tenant_id,
+            ActivityRating.activity_id == activity_id,
+            ActivityRating.owner_principal == principal,
+        )
+    )
+    return found is not None
+
+
+async def registration(
+    session: AsyncSession, tenant_id: int, activity_id: int, principal: str
+) -> ActivityRegistration | None:
+    return await session.scalar(
+        select(ActivityRegistration).where(
+            ActivityRegistration.tenant_id == tenant_id,
+            ActivityRegistration.activity_id == activity_id,
+            ActivityRegistration.owner_principal == principal,
+        )
+    )
+
+
+async def receptions(
+    session: AsyncSession, tenant_id: int, station_id: int, since: datetime
+) -> list[Activity]:
+    """The reception days announced at a station from `since` on."""
+    rows = await session.scalars(
+        select(Activity)
+        .where(
+            Activity.tenant_id == tenant_id,
+            Activity.station_id == station_id,
+            Activity.kind == "reception",
+            Activity.state == "planned",
+            Activity.starts_at >= since,
+        )
+        .order_by(Activity.starts_at)
+    )
+    return list(rows)
+
+
+async def residents_of(session: AsyncSession, tenant_id: int, scope: str) -> list[str]:
+    """The principals holding the resident role at or below `scope`."""
+    rows = await session.execute(
+        text(
+            "SELECT DISTINCT 'user:' || user_id FROM role_assignments "
+            "WHERE tenant_id = :t AND role = 'resident' AND scope <@ text2ltree(:scope) ORDER BY 1"
+        ),
+        {"t": tenant_id, "scope": scope},
+    )
+    return [str(row[0]) for row in rows]
+
+
+async def previous_checkin(
+    session: AsyncSession, tenant_id: int, deputy_id: int, before: datetime
+) -> ActivityCheckin | None:
+    return await session.scalar(
+        select(ActivityCheckin)
+        .where(
+            ActivityCheckin.tenant_id == tenant_id,
+            ActivityCheckin.deputy_id == deputy_id,
+            ActivityCheckin.checked_in_at <= before,
+        )
+        .order_by(ActivityCheckin.checked_in_at.desc(), ActivityCheckin.id.desc())
+        .limit(1)
+    )
+
+
+# Metres from a point to a station's shape (0 inside): its own boundary, or else its grid cells.
+STATION_OFFSET = """
+WITH shape AS (
+  SELECT COALESCE(
+    (SELECT b.geom FROM boundaries b
+      WHERE b.tenant_id = :tenant_id AND b.level = 'station' AND b.node_id = :station_id
+        AND b.valid_to IS NULL),
+    (SELECT ST_Union(b.geom) FROM grid_cells g
+       JOIN boundaries b ON b.tenant_id = g.tenant_id AND b.level = 'grid' AND b.node_id = g.id
+                        AND b.valid_to IS NULL
+      WHERE g.tenant_id = :tenant_id AND g.station_id = :station_id)) AS geom
+)
+SELECT CASE WHEN shape.geom IS NULL THEN NULL
+            ELSE ST_Distance(shape.geom::geography, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)::geography)
+       END
+FROM shape
+"""
+
+
+async def station_offset(
+    session: AsyncSession, tenant_id: int, station_id: int, lon: float, lat: float
+) -> float | None:
+    found = await session.scalar(
+        text(STATION_OFFSET), {"tenant_id": tenant_id, "station_id": station_id, "lon": lon, "lat": lat}
+    )
+    return float(found) if found is not None else None
+
+
+async def meters_from_checkin(
+    session: AsyncSession, tenant_id: int, checkin_id: int, lon: float, lat: float
+) -> float:
+    """Metres on the sphere from an earlier check-in to a WGS84 point."""
+    found = await session.scalar(
+        text(
+            "SELECT ST_DistanceSphere(c.geom, ST_SetSRID(ST_MakePoint(:lon, :lat), 4326)) "
+            "FROM activity_checkins c WHERE c.tenant_id = :tenant_id AND c.id = :id"
+        ),
+        {"tenant_id": tenant_id, "id": checkin_id, "lon": lon, "lat": lat},
+    )
+    return float(found or 0.0)

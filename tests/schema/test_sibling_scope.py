@@ -84,6 +84,8 @@ GLOBAL_TYPES = (
     "Demand",
     "Resource",
     "Match",
+    "Activity",
+    "Rectification",
 )
 # Ids that are plain numbers rather than global ids.
 PLAIN_TYPES = ("RoutingRule",)
@@ -434,6 +436,23 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
         (demand_id,) = _latest(owner_dsn, "demands", t)
         await _ok(api, admin, doc("runMatching", nodeId="ID"), {"nodeId": station_gid})
         (match_id,) = _latest(owner_dsn, "matches", t, f"demand_id = {demand_id}")
+        activity_input = {
+            "deputyId": deputy,
+            "stationId": station_gid,
+            "kind": "VISIT",
+            "title": "走访",
+            "startsAt": _future(-0.1),
+        }
+        await _ok_with_input(api, admin, "reportActivity", activity_input)
+        (activity_id,) = _latest(owner_dsn, "activities", t)
+        with psycopg.connect(owner_dsn) as conn:
+            conn.execute(
+                "INSERT INTO rectifications (tenant_id, scope, subject, reason) VALUES (%s, %s::ltree, %s, '整改')",
+                (t, station.scope, f"activity:{activity_id}"),
+            )
+        (rectification_id,) = _latest(owner_dsn, "rectifications", t)
+        target["Activity"] = [_gid("Activity", activity_id)]
+        target["Rectification"] = [_gid("Rectification", rectification_id)]
         target["Resource"] = [resource]
         target["Demand"] = [_gid("Demand", demand_id)]
         target["Match"] = [_gid("Match", match_id)]
