@@ -447,7 +447,8 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
         (activity_id,) = _latest(owner_dsn, "activities", t)
         with psycopg.connect(owner_dsn) as conn:
             conn.execute(
-                "INSERT INTO rectifications (tenant_id, scope, subject, reason) VALUES (%s, %s::ltree, %s, '整改')",
+                "INSERT INTO rectifications (tenant_id, scope, subject, reason) "
+                "VALUES (%s, %s::ltree, %s, '整改')",
                 (t, station.scope, f"activity:{activity_id}"),
             )
         (rectification_id,) = _latest(owner_dsn, "rectifications", t)
