@@ -24,7 +24,13 @@ from strawberry.schema.types.base_scalars import wrap_parser
 from schema.context import ApiConfig, Info, NotAuthenticated
 from schema.deliberation.mutations import DeliberationMutation
 from schema.deliberation.queries import DeliberationQuery
-from schema.deputies.activities import ActivitiesMutation, ActivitiesQuery, load_activity
+from schema.deputies.activities import (
+    ActivitiesMutation,
+    ActivitiesQuery,
+    FiveOnesMutation,
+    FiveOnesQuery,
+    load_activity,
+)
 from schema.deputies.mutations import DeputiesMutation
 from schema.deputies.queries import DeputiesQuery
 from schema.deputies.types import load_deputy
@@ -66,6 +72,7 @@ class Query(
     DeputiesQuery,
     MatchingQuery,
     ActivitiesQuery,
+    FiveOnesQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -113,6 +120,7 @@ class Mutation(
     DeputiesMutation,
     MatchingMutation,
     ActivitiesMutation,
+    FiveOnesMutation,
 ):
     pass
 

@@ -4,7 +4,7 @@ ratings and the rectification items they open."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Annotated, Any, TypeVar
 
@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from strawberry.extensions import FieldExtension
 
 from schema.context import Info
+from schema.deputies.queries import territory_of
+from schema.deputies.types import Deputy, deputy_of
 from schema.errors import (
     ConflictError,
     Error,
@@ -29,10 +31,10 @@ from schema.errors import (
 from schema.loaders import children
 from schema.matching.mutations import LocationInput
 from schema.mutations import parse_id, run_apart, run_service
-from schema.permissions import SIGNED_IN, RequireRoles
+from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
 from schema.relay import Connection, Node, connection, encode_id, id_page
 from schema.territory import resident_homes
-from services.deputies import activities, repository
+from services.deputies import activities, five_ones, repository
 from services.deputies import models as rows
 from services.deputies.service import MANAGERS
 from services.errors import DomainError
@@ -565,5 +567,124 @@ class ActivitiesMutation:
         async def work(session: AsyncSession, actor: TenantContext) -> RectificationPayload:
             row = await rectifications.close(session, actor, parse_id(id, "id", "Rectification")[1], note)
             return RectificationPayload(rectification=rectification_of(row))
+
+        return await run_service(info, work)  # type: ignore[return-value]
+
+
+@strawberry.type(description="What one rule of the five ones still wants of a deputy in the current period.")
+class FiveOnesOwed:
+    kind: ActivityKind
+    period: str
+    required: int
+    done: int
+    missing: int
+    period_start: date
+    due: date
+
+
+@strawberry.type
+class DeputyFiveOnes:
+    deputy: Deputy
+    compliant: bool
+    owed: list[FiveOnesOwed]
+
+
+@strawberry.type(description='The "five ones" (五个一) of a territory as of a day, from verified activities.')
+class FiveOnesReport:
+    as_of: date
+    deputies: int
+    compliant: int
+    share: float
+    items: list[DeputyFiveOnes]
+
+
+@strawberry.type
+class FiveOnesRule:
+    kind: ActivityKind
+    period: str
+    required: int
+
+
+@strawberry.type
+class FiveOnesRulesPayload:
+    rules: list[FiveOnesRule]
+
+
+FiveOnesRulesResult = Annotated[FiveOnesRulesPayload | _Errors, strawberry.union("FiveOnesRulesResult")]
+
+
+def _rule_of(rule: five_ones.Rule) -> FiveOnesRule:
+    return FiveOnesRule(kind=ActivityKind(rule.kind), period=rule.period, required=rule.required)
+
+
+@strawberry.type
+class FiveOnesQuery:
+    @strawberry.field(permission_classes=SIGNED_IN, description="The city's five-ones rules.")
+    async def five_ones_rules(self, info: Info) -> list[FiveOnesRule]:
+        async with info.context.db() as session:
+            found = await five_ones.rules(session, info.context.require_principal().tenant_id)
+        return [_rule_of(rule) for rule in found]
+
+    @strawberry.field(
+        permission_classes=SIGNED_IN,
+        description="Five-ones compliance of the deputies kept in a territory (your whole scope when "
+        "omitted) as of a day (today by default): per deputy what is missing and by when, and the share "
+        "compliant.",
+    )
+    async def five_ones(
+        self, info: Info, node_id: strawberry.ID | None = None, as_of: date | None = None
+    ) -> FiveOnesReport:
+        if not _reads_activities(info):
+            raise GraphQLError(
+                "residents see reception days, not activity records", extensions={"code": "FORBIDDEN"}
+            )
+        scope = await territory_of(info, node_id)
+        tenant_id = info.context.require_principal().tenant_id
+        async with info.context.db() as session:
+            day, found = await five_ones.compliance(session, tenant_id, scope, as_of)
+            deputies = await repository.by_ids(session, tenant_id, [c.deputy_id for c in found])
+        items = [
+            DeputyFiveOnes(
+                deputy=deputy_of(deputies[c.deputy_id]),
+                compliant=c.compliant,
+                owed=[
+                    FiveOnesOwed(
+                        kind=ActivityKind(o.kind),
+                        period=o.period,
+                        required=o.required,
+                        done=o.done,
+                        missing=o.missing,
+                        period_start=o.period_start,
+                        due=o.due,
+                    )
+                    for o in c.owed
+                ],
+            )
+            for c in found
+            if c.deputy_id in deputies
+        ]
+        compliant = sum(1 for item in items if item.compliant)
+        return FiveOnesReport(
+            as_of=day,
+            deputies=len(items),
+            compliant=compliant,
+            share=round(compliant / len(items), 4) if items else 1.0,
+            items=items,
+        )
+
+
+@strawberry.type
+class FiveOnesMutation:
+    @strawberry.mutation(
+        extensions=[RequireRoles(Role.CITY_ADMIN), RequireWholeCity()],
+        description="Set one of the city's five-ones rules: `required` verified activities of `kind` per "
+        "`period` (month, quarter, half, year); 0 drops the rule.",
+    )
+    async def save_five_ones_rule(
+        self, info: Info, kind: ActivityKind, period: str, required: int
+    ) -> FiveOnesRulesResult:
+        async def work(session: AsyncSession, actor: TenantContext) -> FiveOnesRulesPayload:
+            found = await five_ones.save_rule(session, actor, kind.value, period, required)
+            return FiveOnesRulesPayload(rules=[_rule_of(rule) for rule in found])
 
         return await run_service(info, work)  # type: ignore[return-value]

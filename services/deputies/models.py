@@ -286,3 +286,19 @@ class ActivityRating(Base):
     score: Mapped[int] = mapped_column(SmallInteger)
     comment: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class FiveOnesRule(Base):
+    """One of the city's "five ones" (五个一): `required` verified activities of `kind` per `period`."""
+
+    __tablename__ = "five_ones_rules"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        CheckConstraint("period IN ('month', 'quarter', 'half', 'year')", name="period"),
+        CheckConstraint("required BETWEEN 0 AND 100", name="required"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    period: Mapped[str] = mapped_column(String(8))
+    required: Mapped[int] = mapped_column(SmallInteger)

@@ -404,3 +404,50 @@ async def test_the_activity_list_costs_the_same_statements_however_long(
     more, more_statements = await statements()
     assert more == few + 3
     assert more_statements == few_statements, (few_statements, more_statements)
+
+
+FIVE_ONES = """query($n: ID, $day: Date) { fiveOnes(nodeId: $n, asOf: $day) { deputies compliant share
+  items { deputy { id } compliant owed { kind required done missing periodStart due } } } }"""
+SAVE_RULE = """mutation($kind: ActivityKind!, $period: String!, $required: Int!) {
+  saveFiveOnesRule(kind: $kind, period: $period, required: $required) { __typename
+  ... on FiveOnesRulesPayload { rules { kind period required } } ... on Error { code field } } }"""
+
+
+async def test_five_ones_count_verified_activities_and_follow_the_citys_rules(
+    api: Api, city: City, owner_dsn: str
+) -> None:
+    deputy_id, deputy = await linked_deputy(api, city, owner_dsn, 2)
+    staff = staff_of(api, city, 2)
+    visit = (await api.gql(REPORT, {"input": activity_input(city, 2, deputy_id)}, deputy))["reportActivity"]
+    verified = await api.gql(VERIFY, {"id": visit["activity"]["id"], "verdict": "VERIFIED"}, staff)
+    assert verified["verifyActivity"]["activity"]["state"] == "VERIFIED"
+    await api.gql(REPORT, {"input": activity_input(city, 2, deputy_id, kind="POLICY_TALK")}, deputy)
+
+    async def mine(day: str | None = None) -> dict[str, Any]:
+        data = await api.gql(FIVE_ONES, {"n": _street(owner_dsn, city, 2), "day": day}, staff)
+        (item,) = [i for i in data["fiveOnes"]["items"] if i["deputy"]["id"] == deputy_id]
+        return item  # type: ignore[no-any-return]
+
+    item = await mine()
+    owed = {o["kind"]: o for o in item["owed"]}
+    assert set(owed) == {"VISIT", "POLICY_TALK", "RESEARCH", "PROBLEM_SOLVED", "DUTY_REPORT"}
+    assert (owed["VISIT"]["done"], owed["VISIT"]["missing"]) == (1, 0)
+    assert owed["POLICY_TALK"]["missing"] == 1, "an unverified talk counts for nothing"
+    assert item["compliant"] is False
+    last_year = (datetime.now(UTC).date() - timedelta(days=400)).isoformat()
+    assert {o["kind"]: o["done"] for o in (await mine(last_year))["owed"]}["VISIT"] == 0
+
+    admin = api.token(city.tenant, ["city_admin"], sub="user:6699")
+    bound = api.token(city.tenant, ["city_admin"], [city.stations[0].district_scope], sub="user:6698")
+    refused = await api.gql(SAVE_RULE, {"kind": "VISIT", "period": "month", "required": 2}, bound)
+    assert refused["saveFiveOnesRule"]["code"] == "FORBIDDEN"
+    bad = await api.gql(SAVE_RULE, {"kind": "VISIT", "period": "week", "required": 1}, admin)
+    assert bad["saveFiveOnesRule"]["field"] == "period"
+    for kind in ("POLICY_TALK", "RESEARCH", "PROBLEM_SOLVED", "DUTY_REPORT"):
+        saved = await api.gql(SAVE_RULE, {"kind": kind, "period": "year", "required": 0}, admin)
+        assert saved["saveFiveOnesRule"]["__typename"] == "FiveOnesRulesPayload", saved
+    assert [r["kind"] for r in saved["saveFiveOnesRule"]["rules"]] == ["VISIT"]
+    assert (await mine())["compliant"] is True
+    raised = await api.gql(SAVE_RULE, {"kind": "VISIT", "period": "month", "required": 2}, admin)
+    assert raised["saveFiveOnesRule"]["rules"] == [{"kind": "VISIT", "period": "month", "required": 2}]
+    assert (await mine())["owed"][0]["missing"] == 1
