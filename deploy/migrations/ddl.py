@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
+from geoalchemy2 import Geometry
 
 from tenants.models import Ltree
 
@@ -109,3 +110,15 @@ def unique_where(name: str, table: str, columns: list[str], where: str) -> None:
 def gist_index(table: str, column: str = "scope") -> None:
     """A GiST index: ltree ancestry tests on a scope, or spatial tests on a geometry."""
     op.create_index(f"ix_{table}_{column}", table, [column], postgresql_using="gist")
+
+
+def point() -> Geometry:
+    """A WGS84 point column's type, as GeoAlchemy2 reflects it (no index of its own: add a GiST one)."""
+    return Geometry(
+        geometry_type="POINT",
+        srid=4326,
+        dimension=2,
+        spatial_index=False,
+        from_text="ST_GeomFromEWKT",
+        name="geometry",
+    )

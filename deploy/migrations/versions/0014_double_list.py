@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 
 from deploy.migrations import ddl
@@ -33,14 +32,6 @@ PROTECTED = {
     "matches": Visibility.OWNED,
 }
 RESOURCE_RECORDS = "liaison_resource_records(timestamptz, bigint[])"
-POINT = Geometry(
-    geometry_type="POINT",
-    srid=4326,
-    dimension=2,
-    spatial_index=False,
-    from_text="ST_GeomFromEWKT",
-    name="geometry",
-)
 
 
 def upgrade() -> None:
@@ -57,7 +48,7 @@ def upgrade() -> None:
         sa.Column("urgency", sa.String(length=8), server_default="normal", nullable=False),
         sa.Column("source", sa.String(length=8), nullable=False),
         sa.Column("request_id", sa.BigInteger(), nullable=True),
-        sa.Column("geom", POINT, nullable=True),
+        sa.Column("geom", ddl.point(), nullable=True),
         sa.Column("state", sa.String(length=8), server_default="open", nullable=False),
         sa.Column("created_by", sa.String(length=100), nullable=False),
         sa.Column("synthetic", sa.Boolean(), server_default="false", nullable=False),

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
-from geoalchemy2 import Geometry
 from sqlalchemy.dialects.postgresql import JSONB
 
 from deploy.migrations import ddl
@@ -35,14 +34,6 @@ PROTECTED = {
 KINDS = (
     "'visit', 'reception', 'policy_talk', 'research', 'problem_solved', 'duty_report', 'meeting', "
     "'deliberation', 'mediation'"
-)
-POINT = Geometry(
-    geometry_type="POINT",
-    srid=4326,
-    dimension=2,
-    spatial_index=False,
-    from_text="ST_GeomFromEWKT",
-    name="geometry",
 )
 
 
@@ -103,7 +94,7 @@ def upgrade() -> None:
         sa.Column("deputy_id", sa.BigInteger(), nullable=False),
         sa.Column("owner_principal", sa.String(length=100), nullable=True),
         sa.Column("checked_in_at", ddl.TIMESTAMP, nullable=False),
-        sa.Column("geom", POINT, nullable=False),
+        sa.Column("geom", ddl.point(), nullable=False),
         sa.Column("crs", sa.String(length=8), nullable=False),
         sa.Column("outside_meters", sa.Float(), nullable=True),
         sa.Column("speed_kmh", sa.Float(), nullable=True),
