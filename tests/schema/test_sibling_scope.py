@@ -10,8 +10,10 @@ single row of the city, fails this test.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -467,7 +469,23 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
     rows.own["District"] = [_gid("District", a.district_id)]
     rows.own["Street"] = [_gid("Street", _street_id(owner_dsn, t, a.street_scope))]
     rows.own["Station"] = [_gid("Station", a.id)]
+    await _settled(owner_dsn, t)
     return rows
+
+
+async def _settled(owner_dsn: str, tenant_id: int, *, within: float = 60.0, quiet: float = 2.0) -> None:
+    """Wait until the worker has done with the notices the setup asked for (the outbox and webhook
+    deliveries stop changing), so that its work is not taken for a mutation's."""
+    deadline = time.monotonic() + within
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        found = _fingerprint(owner_dsn, tenant_id)
+        now = {table: found.get(table) for table in ("outbox", "webhook_deliveries", "notifications")}
+        if now != last:
+            last, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return
+        await asyncio.sleep(0.2)
 
 
 def _street_id(owner_dsn: str, tenant_id: int, scope: str) -> int:
