@@ -32,6 +32,7 @@ from schema.deputies.activities import (
     load_activity,
 )
 from schema.deputies.mutations import DeputiesMutation
+from schema.deputies.points import PointsMutation, PointsQuery
 from schema.deputies.queries import DeputiesQuery
 from schema.deputies.types import load_deputy
 from schema.geo.mutations import GeoMutation
@@ -73,6 +74,7 @@ class Query(
     MatchingQuery,
     ActivitiesQuery,
     FiveOnesQuery,
+    PointsQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -121,6 +123,7 @@ class Mutation(
     MatchingMutation,
     ActivitiesMutation,
     FiveOnesMutation,
+    PointsMutation,
 ):
     pass
 

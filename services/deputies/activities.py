@@ -23,7 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from geo.crs import parse_crs, to_wgs84
 from services.audit.service import append as audit
-from services.deputies import repository
+from services.deputies import points, repository
 from services.deputies.models import (
     ACTIVITY_KINDS,
     Activity,
@@ -413,6 +413,12 @@ async def verify(
     row.verification_note, row.verified_by, row.verified_at = cleaned, actor.principal, now
     await session.flush()
     await _record(session, actor, f"activity.{row.state}", row, note=cleaned)
+    if row.state in {"verified", "rejected"}:
+        event = f"activity.{row.kind}" if row.state == "verified" else "activity.rejected"
+        earning = points.Earning(
+            row.deputy_id, row.owner_principal, row.scope, event, "activity", row.id, now
+        )
+        await points.award(session, actor.principal, actor.tenant_id, earning)
     if row.owner_principal is not None:
         await notify(
             session,

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     func,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import Mapped, mapped_column
@@ -302,3 +303,67 @@ class FiveOnesRule(Base):
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     period: Mapped[str] = mapped_column(String(8))
     required: Mapped[int] = mapped_column(SmallInteger)
+
+
+class PointRule(Base):
+    """How many points an event earns (履职积分), from `effective_from` on (a day in the city); an event
+    without a rule of the city's earns the default. Rules are never edited once an entry used them."""
+
+    __tablename__ = "point_rules"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        UniqueConstraint("tenant_id", "event", "effective_from"),
+        CheckConstraint("points BETWEEN -100 AND 100", name="points"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event: Mapped[str] = mapped_column(String(40))
+    points: Mapped[int] = mapped_column(SmallInteger)
+    effective_from: Mapped[date] = mapped_column(Date)
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class PointEntry(Base):
+    """One entry of the append-only ledger: `points` a deputy earned (or lost) for `event`, pointing to what
+    earned it (`source_kind`:`source_id`) and the rule it was counted by. A correction is an entry of its
+    own pointing to the entry it corrects; nothing is ever changed or removed."""
+
+    __tablename__ = "point_entries"
+    __table_args__ = (
+        ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        ForeignKeyConstraint(["tenant_id", "deputy_id"], ["deputies.tenant_id", "deputies.id"]),
+        ForeignKeyConstraint(["tenant_id", "rule_id"], ["point_rules.tenant_id", "point_rules.id"]),
+        ForeignKeyConstraint(["tenant_id", "corrects_id"], ["point_entries.tenant_id", "point_entries.id"]),
+        Index("ix_point_entries_scope", "scope", postgresql_using="gist"),
+        Index("ix_point_entries_tenant_id_deputy_id_earned_at", "tenant_id", "deputy_id", "earned_at"),
+        Index("ix_point_entries_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+        Index(
+            "uq_point_entries_earned",
+            "tenant_id",
+            "deputy_id",
+            "event",
+            "source_kind",
+            "source_id",
+            unique=True,
+            postgresql_where=text("corrects_id IS NULL"),
+        ),
+        CheckConstraint("(corrects_id IS NULL) = (event <> 'correction')", name="correction"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    scope: Mapped[str] = mapped_column(Ltree())
+    deputy_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    event: Mapped[str] = mapped_column(String(40))
+    points: Mapped[int] = mapped_column(Integer)
+    source_kind: Mapped[str] = mapped_column(String(16))
+    source_id: Mapped[int] = mapped_column(BigInteger)
+    rule_id: Mapped[int | None] = mapped_column(BigInteger)
+    corrects_id: Mapped[int | None] = mapped_column(BigInteger)
+    reason: Mapped[str | None] = mapped_column(Text)
+    earned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())

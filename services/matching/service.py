@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from geo.crs import parse_crs, to_wgs84
 from services.audit.service import append as audit
 from services.csv_table import CsvFileError, decode, read_rows
+from services.deputies import points
 from services.deputies import repository as deputies
 from services.deputies.service import MANAGERS, PRINCIPAL, check_skills, clean_text, keeps, require
 from services.errors import Conflict, DomainError, InvalidInput
@@ -620,6 +621,8 @@ async def close_project(
     await _set_demand_state(session, actor.tenant_id, row.demand_id, "closed")
     await session.flush()
     await _record(session, actor, "match.closed", f"match:{row.id}", row.scope, rating=rating)
+    earning = points.Earning(0, None, row.scope, "match.closed", "match", row.id, row.closed_at)
+    await points.award_principal(session, actor.principal, actor.tenant_id, row.owner_principal, earning)
     return row
 
 

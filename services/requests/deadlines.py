@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deputies import points
 from services.requests import repository
 from services.requests.calendar import load_calendar
 from services.requests.lifecycle import LEVELS, OPEN_STATES, REQUEST, RESOLVED, UNANSWERED
@@ -169,6 +170,8 @@ async def _warn(session: AsyncSession, request: Request | None, deadline: str, k
 
 async def _escalate_overdue(session: AsyncSession, request: Request | None, now: datetime, note: str) -> None:
     if request is not None:
+        earning = points.Earning(0, None, request.scope, "request.overdue", "request", request.id, now)
+        await points.award_principal(session, SYSTEM, request.tenant_id, request.assignee, earning)
         await escalate(
             session,
             request,

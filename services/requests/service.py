@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from services.deputies import points
 from services.errors import Conflict, InvalidInput
 from services.reach import Target, not_found
 from services.requests import codes, repository
@@ -559,6 +560,8 @@ async def rate(
         )
         request.closed_at = moment
         await _stop_the_clocks(session, request, moment)
+        earning = points.Earning(0, None, request.scope, "request.satisfied", "request", request.id, moment)
+        await points.award_principal(session, actor.principal, tenant_id, request.assignee, earning)
         await tell_submitter(session, request, f"event:{event.id}", "感谢评价，诉求已办结")
         return request
     reason = comment or (

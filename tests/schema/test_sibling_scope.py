@@ -29,7 +29,7 @@ from graphql import (
 )
 
 from deploy.seed import seed_synthetic
-from schema.relay import encode_id
+from schema.relay import decode_id, encode_id
 from schema.schema import build_schema
 from tenants.db import Database
 from tenants.roles import Role
@@ -62,6 +62,7 @@ ID_TYPES: dict[str, tuple[str, ...]] = {
     "deputyId": ("Deputy",),
     "volunteerId": ("DeputyVolunteer",),
     "resourceId": ("Resource",),
+    "entryId": ("PointEntry",),
 }
 GLOBAL_TYPES = (
     "City",
@@ -86,6 +87,7 @@ GLOBAL_TYPES = (
     "Match",
     "Activity",
     "Rectification",
+    "PointEntry",
 )
 # Ids that are plain numbers rather than global ids.
 PLAIN_TYPES = ("RoutingRule",)
@@ -452,6 +454,15 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
                 (t, station.scope, f"activity:{activity_id}"),
             )
         (rectification_id,) = _latest(owner_dsn, "rectifications", t)
+        with psycopg.connect(owner_dsn) as conn:
+            conn.execute(
+                "INSERT INTO point_entries (tenant_id, scope, deputy_id, event, points, source_kind, "
+                "source_id, earned_at, created_by) "
+                "VALUES (%s, %s::ltree, %s, 'activity.visit', 2, 'activity', %s, now(), 'test')",
+                (t, station.scope, decode_id(deputy)[1], activity_id),
+            )
+        (entry_id,) = _latest(owner_dsn, "point_entries", t)
+        target["PointEntry"] = [_gid("PointEntry", entry_id)]
         target["Activity"] = [_gid("Activity", activity_id)]
         target["Rectification"] = [_gid("Rectification", rectification_id)]
         target["Resource"] = [resource]
