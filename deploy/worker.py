@@ -17,4 +17,6 @@ celery_app.conf.beat_scheduler = "deploy.beat:LockedScheduler"
 celery_app.conf.beat_schedule = {
     "outbox-relay": {"task": "outbox.relay", "schedule": 15.0},
     "timers-sweep": {"task": "timers.sweep", "schedule": 30.0},
+    # Weekly warnings: each city's last complete week, once per deputy; later runs find it done.
+    "deputies-warnings": {"task": "deputies.evaluate_warnings", "schedule": 3600.0},
 }

@@ -35,6 +35,7 @@ from schema.deputies.mutations import DeputiesMutation
 from schema.deputies.points import PointsMutation, PointsQuery
 from schema.deputies.queries import DeputiesQuery
 from schema.deputies.types import load_deputy
+from schema.deputies.warnings import WarningsMutation, WarningsQuery, load_warning
 from schema.geo.mutations import GeoMutation
 from schema.geo.queries import GeoQuery, load_grid_cell
 from schema.heat.queries import HeatQuery
@@ -75,6 +76,7 @@ class Query(
     ActivitiesQuery,
     FiveOnesQuery,
     PointsQuery,
+    WarningsQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:
@@ -98,6 +100,8 @@ class Query(
             return await load_match(info, key)
         if type_name == "Activity":
             return await load_activity(info, key)
+        if type_name == "DeputyWarning":
+            return await load_warning(info, key)
         if type_name == "City":
             city = await load_city(info)
             return city if city is not None and city.key == key else None
@@ -124,6 +128,7 @@ class Mutation(
     ActivitiesMutation,
     FiveOnesMutation,
     PointsMutation,
+    WarningsMutation,
 ):
     pass
 

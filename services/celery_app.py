@@ -41,6 +41,7 @@ TASK_MODULES = [
     "services.deliberation.tasks",
     "services.mediation.tasks",
     "services.meetings.tasks",
+    "services.deputies.tasks",
 ]
 
 celery_app = Celery("liaison", include=TASK_MODULES)

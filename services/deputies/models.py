@@ -4,6 +4,7 @@ deputy is linked to (代表联系社区) and their volunteer team (一名代表+
 from __future__ import annotations
 
 from datetime import date, datetime
+from typing import Any
 
 from geoalchemy2 import Geometry, WKBElement
 from sqlalchemy import (
@@ -142,6 +143,12 @@ ACTIVITY_KINDS = (
 )
 
 
+WARNING_LEVELS = (
+    '[{"level": "red", "conditions": 3, "weeks": 4}, {"level": "yellow", "conditions": 2, "weeks": 2}, '
+    '{"level": "blue", "conditions": 1, "weeks": 1}]'
+)
+
+
 class DutySettings(Base):
     """The city's knobs of duty work: how far ahead a reception day is announced, the fastest a deputy
     can travel between two check-ins, the slack around a station's boundary, and the satisfaction bar
@@ -155,6 +162,15 @@ class DutySettings(Base):
     max_travel_kmh: Mapped[int] = mapped_column(SmallInteger, server_default="60")
     boundary_margin_meters: Mapped[int] = mapped_column(Integer, server_default="50")
     satisfaction_bar: Mapped[int] = mapped_column(SmallInteger, server_default="80")
+    # The warning rule (services.deputies.warnings): conditions' bars, the window they look back over,
+    # the levels by conditions held and weeks lagging in a row, and the streak that suspends routing.
+    warning_min_activities: Mapped[int] = mapped_column(SmallInteger, server_default="1")
+    warning_resolution_bar: Mapped[int] = mapped_column(SmallInteger, server_default="80")
+    warning_window_days: Mapped[int] = mapped_column(SmallInteger, server_default="90")
+    warning_levels: Mapped[list[dict[str, Any]]] = mapped_column(
+        JSONB, server_default=text(f"'{WARNING_LEVELS}'::jsonb")
+    )
+    suspend_after_weeks: Mapped[int] = mapped_column(SmallInteger, server_default="2")
 
 
 class Activity(Base):
@@ -367,3 +383,73 @@ class PointEntry(Base):
     earned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     created_by: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+def _deputy_keys(table: str) -> tuple[Any, ...]:
+    return (
+        ForeignKeyConstraint(["tenant_id"], ["cities.tenant_id"]),
+        ForeignKeyConstraint(["tenant_id", "deputy_id"], ["deputies.tenant_id", "deputies.id"]),
+        Index(f"ix_{table}_scope", "scope", postgresql_using="gist"),
+        Index(f"ix_{table}_tenant_id_owner_principal", "tenant_id", "owner_principal"),
+    )
+
+
+class DeputyEvaluation(Base):
+    """The weekly evaluation of one deputy: the conditions that held in the week starting `week_start`
+    (a Monday in the city), the figures behind them, how many weeks in a row lagged, and the level."""
+
+    __tablename__ = "deputy_evaluations"
+    __table_args__ = (
+        *_deputy_keys("deputy_evaluations"),
+        UniqueConstraint("tenant_id", "deputy_id", "week_start"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    scope: Mapped[str] = mapped_column(Ltree())
+    deputy_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    week_start: Mapped[date] = mapped_column(Date)
+    conditions: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    figures: Mapped[dict[str, Any]] = mapped_column(JSONB, server_default="{}")
+    streak: Mapped[int] = mapped_column(SmallInteger)
+    level: Mapped[str | None] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class DeputyWarning(Base):
+    """A warning (预警) of a deputy, from the first week it held to the last; acknowledged, given a
+    rectification note, and closed by the first week the conditions clear. Closed ones are the history."""
+
+    __tablename__ = "deputy_warnings"
+    __table_args__ = (
+        *_deputy_keys("deputy_warnings"),
+        Index("ix_deputy_warnings_tenant_id_deputy_id", "tenant_id", "deputy_id"),
+        Index(
+            "uq_deputy_warnings_live",
+            "tenant_id",
+            "deputy_id",
+            unique=True,
+            postgresql_where=text("state <> 'closed'"),
+        ),
+        CheckConstraint("level IN ('blue', 'yellow', 'red')", name="level"),
+        CheckConstraint("state IN ('open', 'acknowledged', 'closed')", name="state"),
+    )
+
+    tenant_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    scope: Mapped[str] = mapped_column(Ltree())
+    deputy_id: Mapped[int] = mapped_column(BigInteger)
+    owner_principal: Mapped[str | None] = mapped_column(String(100))
+    level: Mapped[str] = mapped_column(String(8))
+    conditions: Mapped[list[str]] = mapped_column(JSONB, server_default="[]")
+    first_week: Mapped[date] = mapped_column(Date)
+    last_week: Mapped[date] = mapped_column(Date)
+    state: Mapped[str] = mapped_column(String(16), server_default="open")
+    acknowledged_by: Mapped[str | None] = mapped_column(String(100))
+    rectification_note: Mapped[str | None] = mapped_column(Text)
+    noted_by: Mapped[str | None] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    acknowledged_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    noted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -10,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from services.deputies.models import (
+    WARNING_LEVELS,
     Activity,
     ActivityCheckin,
     ActivityRating,
@@ -237,6 +239,11 @@ async def duty_settings(session: AsyncSession, tenant_id: int) -> DutySettings:
             max_travel_kmh=60,
             boundary_margin_meters=50,
             satisfaction_bar=80,
+            warning_min_activities=1,
+            warning_resolution_bar=80,
+            warning_window_days=90,
+            warning_levels=json.loads(WARNING_LEVELS),
+            suspend_after_weeks=2,
         )
     return found
 

@@ -88,6 +88,7 @@ GLOBAL_TYPES = (
     "Activity",
     "Rectification",
     "PointEntry",
+    "DeputyWarning",
 )
 # Ids that are plain numbers rather than global ids.
 PLAIN_TYPES = ("RoutingRule",)
@@ -463,6 +464,15 @@ async def _populate(api: Api, owner_dsn: str, city: City) -> Rows:
             )
         (entry_id,) = _latest(owner_dsn, "point_entries", t)
         target["PointEntry"] = [_gid("PointEntry", entry_id)]
+        with psycopg.connect(owner_dsn) as conn:
+            conn.execute(
+                "INSERT INTO deputy_warnings (tenant_id, scope, deputy_id, level, first_week, last_week) "
+                "SELECT tenant_id, scope, id, 'blue', current_date, current_date FROM deputies "
+                "WHERE tenant_id = %s AND id = %s",
+                (t, decode_id(deputy)[1]),
+            )
+        (warning_id,) = _latest(owner_dsn, "deputy_warnings", t)
+        target["DeputyWarning"] = [_gid("DeputyWarning", warning_id)]
         target["Activity"] = [_gid("Activity", activity_id)]
         target["Rectification"] = [_gid("Rectification", rectification_id)]
         target["Resource"] = [resource]
