@@ -32,7 +32,7 @@ from schema.deputies.activities import (
     load_activity,
 )
 from schema.deputies.mutations import DeputiesMutation
-from schema.deputies.points import PointsMutation, PointsQuery
+from schema.deputies.points import ArchiveQuery, PointsMutation, PointsQuery
 from schema.deputies.queries import DeputiesQuery
 from schema.deputies.types import load_deputy
 from schema.deputies.warnings import WarningsMutation, WarningsQuery, load_warning
@@ -77,6 +77,7 @@ class Query(
     FiveOnesQuery,
     PointsQuery,
     WarningsQuery,
+    ArchiveQuery,
 ):
     @strawberry.field(permission_classes=SIGNED_IN, description="Any object by its global id.")
     async def node(self, info: Info, id: strawberry.ID) -> Node | None:

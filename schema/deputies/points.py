@@ -25,8 +25,8 @@ from schema.errors import (
 from schema.mutations import parse_id, run_service
 from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
 from schema.relay import BadGlobalId, Connection, Node, connection, decode_id, encode_id, id_page
+from services.deputies import archive, repository
 from services.deputies import points as ledger
-from services.deputies import repository
 from services.deputies.models import PointEntry as PointEntryRow
 from tenants.context import TenantContext
 from tenants.roles import Role
@@ -231,6 +231,70 @@ class PointsQuery:
                 cursor_of=lambda pair: str(pair[0]),
             ),
         )
+
+
+@strawberry.type(description="One line of a deputy's archive.")
+class ArchiveLine:
+    section: str
+    id: strawberry.ID
+    at: datetime
+    kind: str
+    state: str | None
+    title: str
+    points: int | None
+    detail: str
+
+
+ARCHIVE_TYPES = {**SOURCE_TYPES, "points": "PointEntry", "meeting": "Meeting", "warning": "DeputyWarning"}
+
+
+@strawberry.type(
+    description="A deputy's archive (履职档案): activities, matches, requests, meetings, points "
+    "and warnings, oldest first, as far as you may see them."
+)
+class DeputyArchive:
+    deputy: Deputy
+    lines: list[ArchiveLine]
+    rows: strawberry.Private[list[archive.ArchiveRow]]
+
+    @strawberry.field(description="The same as CSV (UTF-8 with a BOM, a Chinese and an English header).")
+    def csv(self) -> str:
+        return archive.to_csv(self.rows)
+
+
+@strawberry.type
+class ArchiveQuery:
+    @strawberry.field(
+        permission_classes=SIGNED_IN, description="A deputy's archive; null if you may not see them."
+    )
+    async def deputy_archive(self, info: Info, deputy_id: strawberry.ID) -> DeputyArchive | None:
+        _readers_only(info)
+        try:
+            key = decode_id(deputy_id, "Deputy")[1]
+        except BadGlobalId as error:
+            raise GraphQLError(
+                str(error), extensions={"code": "INVALID_INPUT", "field": "deputyId"}
+            ) from None
+        tenant_id = info.context.require_principal().tenant_id
+        async with info.context.db() as session:
+            deputy = await repository.get(session, tenant_id, key)
+            found = await archive.rows_of(session, deputy) if deputy is not None else []
+        if deputy is None:
+            return None
+        lines = [
+            ArchiveLine(
+                section=r.section,
+                id=encode_id(ARCHIVE_TYPES[r.section], r.id),
+                at=r.at,
+                kind=r.kind,
+                state=r.state,
+                title=r.title,
+                points=r.points,
+                detail=r.detail,
+            )
+            for r in found
+        ]
+        return DeputyArchive(deputy=deputy_of(deputy), lines=lines, rows=found)
 
 
 @strawberry.type

@@ -213,3 +213,34 @@ async def test_the_warning_rule_is_the_citys_data_checked_when_saved(api: Api, c
         "dutySettings"
     ]
     assert read == {"warningMinActivities": 2, "announceDays": 3}
+
+
+async def test_the_archive_holds_the_deputys_year_and_exports_csv(
+    api: Api, city: City, owner_dsn: str
+) -> None:
+    deputy_id, deputy = await linked_deputy(api, city, owner_dsn, 2)
+    staff = staff_of(api, city, 2)
+    reported = await api.gql(
+        REPORT, {"input": activity_input(city, 2, deputy_id, title='=HYPERLINK("x")')}, deputy
+    )
+    activity = reported["reportActivity"]["activity"]["id"]
+    await api.gql(VERIFY, {"id": activity, "verdict": "VERIFIED"}, staff)
+    query = (
+        "query($d: ID!) { deputyArchive(deputyId: $d) { deputy { id } csv"
+        " lines { section id kind state title points } } }"
+    )
+    mine = (await api.gql(query, {"d": deputy_id}, deputy))["deputyArchive"]
+    sections = {(line["section"], line["id"]) for line in mine["lines"]}
+    assert ("activity", activity) in sections
+    assert any(line["section"] == "points" and line["points"] > 0 for line in mine["lines"])
+    assert mine["csv"].startswith("\ufeff类别,编号,时间")
+    lines = mine["csv"].splitlines()
+    assert lines[1].startswith("section,id,at,kind") and len(lines) == 2 + len(mine["lines"])
+    # A title a spreadsheet would run as a formula stays text.
+    assert "'=HYPERLINK" in mine["csv"] and ",=HYPERLINK" not in mine["csv"]
+    assert (await api.gql(query, {"d": deputy_id}, staff))["deputyArchive"]["lines"] == mine["lines"]
+    other = next(
+        k for k, s in enumerate(city.stations) if s.district_scope != city.stations[2].district_scope
+    )
+    foreign = api.token(city.tenant, ["street_staff"], [city.stations[other].street_scope], sub="user:7560")
+    assert (await api.gql(query, {"d": deputy_id}, foreign))["deputyArchive"] is None
