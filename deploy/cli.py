@@ -170,6 +170,8 @@ def print_seed(result: SeedResult, code: str) -> None:
         out.print(f"requests: {result.requests_added:,} synthetic requests over the last 180 days")
     if result.deputies_added:
         out.print(f"deputies: {result.deputies_added:,} synthetic deputies linked to the stations")
+    if result.activities_added:
+        out.print(f"activities: {result.activities_added:,} synthetic duty activities over the last year")
 
 
 @app.command("migrate")

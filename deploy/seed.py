@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from deploy.seed_deputies import seed_synthetic_deputies
+from deploy.seed_deputies import seed_duty_year, seed_synthetic_deputies
 from deploy.seed_requests import seed_synthetic_requests
 from deploy.seed_shapes import ShapeCounts, beijing_district_shapes, seed_shapes, synthetic_city
 from services.deputies.catalog import ensure_skills
@@ -83,6 +83,7 @@ class SeedResult:
     shapes: ShapeCounts | None = None
     requests_added: int = 0
     deputies_added: int = 0
+    activities_added: int = 0
 
 
 # Synthetic requests the demo city starts with, so its heat maps and lists have something to show.
@@ -188,7 +189,8 @@ async def seed_demo(
     deputies = await seed_synthetic_deputies(
         database, tenant_id, link_principal=("110101001001", deputy) if deputy else None
     )
-    return SeedResult(tenant_id, created, report, users, shapes, added, deputies.deputies)
+    year = await seed_duty_year(database, tenant_id)
+    return SeedResult(tenant_id, created, report, users, shapes, added, deputies.deputies, year.activities)
 
 
 async def _principal_of(database: Database, tenant_id: int, username: str) -> str | None:

@@ -1,17 +1,21 @@
 """Synthetic deputies for a seeded city: about one per three stations of each street, kept by the street,
-linked to those stations, with one to three skills and a volunteer team, all flagged synthetic (like the
-synthetic shapes). The names are made up; no real person is meant."""
+linked to those stations, with one to three skills and a volunteer team, and a year of duty activities
+with the points they earned, all flagged synthetic (like the synthetic shapes). The names are made up; no
+real person is meant."""
 
 from __future__ import annotations
 
+import json
 import random
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime
 
 from sqlalchemy import select, text
 
+from services.audit.service import append as audit
 from services.deputies.catalog import DEFAULT_SKILLS
 from services.deputies.models import Deputy, DeputyStation, DeputyVolunteer
+from services.deputies.points import ACTIVITY_POINTS, EVENTS
 from services.unit_of_work import unit_of_work
 from tenants.context import TenantContext
 from tenants.db import Database
@@ -81,6 +85,8 @@ async def seed_synthetic_deputies(
                     monthly_capacity=rng.randint(4, 12),
                     principal=principal,
                     synthetic=True,
+                    # On record since the term began, so the weekly warnings judge the weeks before the seed.
+                    created_at=datetime(2022, 1, 1, tzinfo=UTC),
                 )
                 session.add(deputy)
                 await session.flush()
@@ -111,3 +117,117 @@ async def seed_synthetic_deputies(
                     volunteers += 1
         await session.flush()
     return DeputyReport(deputies, links, volunteers)
+
+
+# Kinds in the proportions a year of duty has them; titles as a street committee writes them.
+YEAR_KINDS = (
+    ("visit",) * 10
+    + ("reception",) * 3
+    + ("policy_talk",) * 2
+    + (
+        "research",
+        "problem_solved",
+        "duty_report",
+        "meeting",
+        "deliberation",
+    )
+)
+TITLES = {
+    "visit": "走访联系群众",
+    "reception": "代表接待日",
+    "policy_talk": "政策宣讲",
+    "research": "专题调研",
+    "problem_solved": "协调解决群众难题",
+    "duty_report": "向选民述职",
+    "meeting": "参加六方联席会议",
+    "deliberation": "参加居民议事会",
+}
+# Each synthetic deputy without activities gets 8-47 over the year before `as_of` (so some lag and are
+# warned), at their first station; 85% verified, 10% waiting, 5% rejected. Pseudo-random from the ids, so
+# the same city gets the same year.
+YEAR_ACTIVITIES = """
+WITH quiet AS (
+  SELECT d.id, d.principal, first.station_id, first.scope
+  FROM deputies d
+  CROSS JOIN LATERAL (
+    SELECT station_id, scope FROM deputy_stations s
+    WHERE s.tenant_id = d.tenant_id AND s.deputy_id = d.id ORDER BY station_id LIMIT 1
+  ) first
+  WHERE d.tenant_id = :tenant_id AND d.synthetic
+    AND NOT EXISTS (SELECT 1 FROM activities a WHERE a.tenant_id = d.tenant_id AND a.deputy_id = d.id)
+), drawn AS (
+  SELECT q.*, abs(hashint8(q.id * 1000 + g)::bigint) AS h
+  FROM quiet q CROSS JOIN LATERAL generate_series(1, 8 + abs(hashint8(q.id)::bigint) % 40) g
+), dated AS (
+  SELECT drawn.*, (CAST(:kinds AS text[]))[1 + h % array_length(CAST(:kinds AS text[]), 1)] AS kind,
+         CAST(:as_of AS timestamptz) - (h % 31536000) * interval '1 second' AS at,
+         CASE WHEN h / 7 % 20 < 17 THEN 'verified' WHEN h / 7 % 20 < 19 THEN 'reported' ELSE 'rejected' END
+           AS state
+  FROM drawn
+)
+INSERT INTO activities (tenant_id, scope, deputy_id, station_id, owner_principal, kind, title, starts_at,
+                        households_visited, attendees, state, verification_note, verified_by, created_by,
+                        synthetic, reported_at, verified_at)
+SELECT :tenant_id, scope, id, station_id, principal, kind, CAST(:titles AS jsonb) ->> kind, at,
+       CASE WHEN kind = 'visit' THEN 1 + h % 12 ELSE 0 END,
+       CASE WHEN kind = 'visit' THEN 0 ELSE 5 + h % 40 END,
+       state, CASE WHEN state = 'rejected' THEN '无现场记录' END,
+       CASE WHEN state <> 'reported' THEN 'system:seed' END, 'system:seed', true, at,
+       CASE WHEN state <> 'reported' THEN at + interval '2 days' END
+FROM dated
+"""
+# The entries verification would have written for them (under the default rules).
+YEAR_POINTS = """
+INSERT INTO point_entries (tenant_id, scope, deputy_id, owner_principal, event, points, source_kind,
+                           source_id, earned_at, created_by)
+SELECT a.tenant_id, a.scope, a.deputy_id, a.owner_principal, e.event, e.points, 'activity', a.id,
+       a.verified_at, 'system:seed'
+FROM activities a
+JOIN (SELECT * FROM unnest(CAST(:events AS text[]), CAST(:points AS int[]))) AS e(event, points)
+  ON e.event = CASE WHEN a.state = 'rejected' THEN 'activity.rejected' ELSE 'activity.' || a.kind END
+WHERE a.tenant_id = :tenant_id AND a.synthetic AND a.state IN ('verified', 'rejected')
+  AND a.verified_at IS NOT NULL
+ON CONFLICT DO NOTHING
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DutyYearReport:
+    activities: int
+    point_entries: int
+
+
+async def seed_duty_year(database: Database, tenant_id: int, as_of: datetime | None = None) -> DutyYearReport:
+    """A year of synthetic activities for the synthetic deputies that have none, and their points. The
+    entries are audited as one link naming how many were written (they were not earned one by one)."""
+    moment = as_of or datetime.now(UTC)
+    context = TenantContext.whole_tenant(tenant_id, "system:seed")
+    async with unit_of_work(database, context) as session:
+        activities = await session.execute(
+            text(YEAR_ACTIVITIES),
+            {
+                "tenant_id": tenant_id,
+                "kinds": list(YEAR_KINDS),
+                "titles": json.dumps(TITLES, ensure_ascii=False),
+                "as_of": moment,
+            },
+        )
+        added = int(getattr(activities, "rowcount", 0) or 0)
+        if not added:
+            return DutyYearReport(0, 0)
+        events = [f"activity.{kind}" for kind in ACTIVITY_POINTS] + ["activity.rejected"]
+        entries = await session.execute(
+            text(YEAR_POINTS),
+            {"tenant_id": tenant_id, "events": events, "points": [EVENTS[e][0] for e in events]},
+        )
+        written = int(getattr(entries, "rowcount", 0) or 0)
+        await audit(
+            session,
+            tenant_id=tenant_id,
+            actor="system:seed",
+            action="points.seeded",
+            subject=f"city:{tenant_id}",
+            scope=context.scopes[0],
+            payload={"activities": added, "entries": written, "synthetic": True},
+        )
+    return DutyYearReport(added, written)

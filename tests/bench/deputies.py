@@ -13,6 +13,11 @@
       5 streets x 5 stations), 10,000 open demands and 2,000 resources kept by its streets: candidates
       from PostGIS, scores, the optimiser and the matches written, in a transaction rolled back after
       each run; against the bare candidate statement alone (as the owner), as a ratio.
+(b) Five-ones compliance and the points leaderboard for a city of 2,000 deputies (kept by its streets, each
+    linked to one station) and 200,000 activities over the year before a fixed day (90% verified; a point
+    entry per verified one, as verification writes it): `fiveOnes` of the whole city (every deputy, what
+    each rule still wants) and `pointsLeaderboard` (year, first 50) through the real API over HTTP, against
+    the bare SQL that computes the same rows (as the owner), as ratios in the same run.
 (c) Statements per request of the list pages (deputies with their stations and volunteers; demands with
     their station and matches; matches), each at two page sizes: the counts must not grow with the page.
 
@@ -28,8 +33,10 @@ import os
 import random
 import statistics
 import time
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import psycopg
@@ -38,6 +45,7 @@ from rich.console import Console
 from deploy import migrate
 from deploy.seed_deputies import seed_synthetic_deputies
 from deploy.settings import Settings, load
+from services.deputies import five_ones, points
 from services.deputies.catalog import DEFAULT_SKILLS
 from services.matching import repository, service
 from services.matching.optimiser import Candidate, greedy, optimal
@@ -292,6 +300,199 @@ def end_to_end(settings: Settings, tenant_id: int, runs: int) -> dict[str, Any]:
     }
 
 
+# (b) five ones and the leaderboard at city scale.
+
+DUTY_DEPUTIES, DUTY_ACTIVITIES = 2_000, 200_000
+AS_OF = date(2026, 11, 18)
+BEIJING = ZoneInfo("Asia/Shanghai")
+KINDS = ("visit", "visit", "visit", "reception", "policy_talk", "research", "problem_solved", "duty_report")
+
+SEED_ACTIVITIES = """
+WITH numbered AS (
+  SELECT d.id, d.principal, ds.station_id, ds.scope, row_number() OVER (ORDER BY d.id) - 1 AS n
+  FROM deputies d JOIN deputy_stations ds ON ds.tenant_id = d.tenant_id AND ds.deputy_id = d.id
+  WHERE d.tenant_id = %(tenant_id)s AND d.name LIKE '履职代表%%'
+)
+INSERT INTO activities (tenant_id, scope, deputy_id, station_id, owner_principal, kind, title, starts_at,
+                        state, created_by, synthetic, reported_at, verified_at)
+SELECT %(tenant_id)s, n.scope, n.id, n.station_id, n.principal,
+       (%(kinds)s::text[])[1 + (g * 7919) %% array_length(%(kinds)s::text[], 1)], '走访', at,
+       CASE WHEN (g * 104729) %% 10 = 0 THEN 'reported' ELSE 'verified' END, 'bench', true, at, at
+FROM generate_series(0::bigint, %(activities)s - 1) g
+JOIN numbered n ON n.n = g %% %(deputies)s
+CROSS JOIN LATERAL (
+  SELECT %(as_of)s::timestamptz - ((g * 2654435761) %% 31536000) * interval '1 second' AS at
+) t
+"""
+SEED_ENTRIES = """
+INSERT INTO point_entries (tenant_id, scope, deputy_id, owner_principal, event, points, source_kind,
+                           source_id, earned_at, created_by)
+SELECT tenant_id, scope, deputy_id, owner_principal, 'activity.' || kind,
+       CASE kind WHEN 'visit' THEN 2 WHEN 'research' THEN 5 WHEN 'problem_solved' THEN 5
+                 WHEN 'duty_report' THEN 5 ELSE 3 END, 'activity', id, verified_at, 'bench'
+FROM activities WHERE tenant_id = %(tenant_id)s AND state = 'verified' AND created_by = 'bench'
+"""
+# What `fiveOnes` answers, in one statement: per deputy and rule, the verified activities in the rule's
+# period up to the day, and what is missing.
+BARE_FIVE_ONES = """
+WITH rules(kind, since, required) AS (SELECT * FROM unnest(%(kinds)s::text[], %(since)s::timestamptz[],
+                                                           %(required)s::int[])),
+done AS (
+  SELECT a.deputy_id, a.kind, count(*) AS n
+  FROM activities a JOIN rules r ON r.kind = a.kind AND a.starts_at >= r.since
+  WHERE a.tenant_id = %(tenant_id)s AND a.state = 'verified' AND a.starts_at < %(until)s
+  GROUP BY a.deputy_id, a.kind
+)
+SELECT d.id, d.name, r.kind, coalesce(done.n, 0) AS done, greatest(r.required - coalesce(done.n, 0), 0)
+FROM deputies d CROSS JOIN rules r
+LEFT JOIN done ON done.deputy_id = d.id AND done.kind = r.kind
+WHERE d.tenant_id = %(tenant_id)s
+ORDER BY d.id, r.kind
+"""
+FIVE_ONES_QUERY = (
+    '{ fiveOnes(asOf: "%s") { deputies compliant share items { compliant deputy { id name } '
+    "owed { kind done missing due } } } }"
+)
+LEADERBOARD_QUERY = (
+    '{ pointsLeaderboard(period: YEAR, asOf: "%s", first: 50) { periodStart standings { totalCount '
+    "edges { node { rank points entries deputy { id name } } } } } }"
+)
+
+
+def seed_duty_city(settings: Settings, tenant_id: int) -> dict[str, int]:
+    """2,000 deputies over the city's streets, each linked to a station of its street; 200,000 activities
+    spread over the year before AS_OF; a point entry for each verified one. As the owner, in SQL."""
+    with psycopg.connect(settings.owner_url) as connection:
+        stations = connection.execute(
+            "SELECT s.id, s.scope::text, t.scope::text FROM stations s "
+            "JOIN streets t ON t.tenant_id = s.tenant_id AND t.id = s.street_id "
+            "WHERE s.tenant_id = %s ORDER BY s.id",
+            (tenant_id,),
+        ).fetchall()
+        with connection.cursor() as cursor:
+            cursor.executemany(
+                "INSERT INTO deputies (tenant_id, scope, name, level, term_start, principal, synthetic) "
+                "VALUES (%s, %s::ltree, %s, 'district', '2022-01-01', %s, true)",
+                [
+                    (tenant_id, stations[n % len(stations)][2], f"履职代表{n}", f"user:{800_000 + n}")
+                    for n in range(DUTY_DEPUTIES)
+                ],
+            )
+            deputies = connection.execute(
+                "SELECT id FROM deputies WHERE tenant_id = %s AND name LIKE '履职代表%%' ORDER BY id",
+                (tenant_id,),
+            ).fetchall()
+            cursor.executemany(
+                "INSERT INTO deputy_stations (tenant_id, deputy_id, station_id, scope, linked_by) "
+                "VALUES (%s, %s, %s, %s::ltree, 'bench')",
+                [
+                    (tenant_id, deputy_id, stations[n % len(stations)][0], stations[n % len(stations)][1])
+                    for n, (deputy_id,) in enumerate(deputies)
+                ],
+            )
+        as_of = datetime.combine(AS_OF, clock(18), tzinfo=BEIJING)
+        params = {
+            "tenant_id": tenant_id,
+            "kinds": list(KINDS),
+            "activities": DUTY_ACTIVITIES,
+            "deputies": DUTY_DEPUTIES,
+            "as_of": as_of,
+        }
+        activities = connection.execute(SEED_ACTIVITIES, params).rowcount
+        entries = connection.execute(SEED_ENTRIES, {"tenant_id": tenant_id}).rowcount
+        connection.commit()
+    return {"deputies": DUTY_DEPUTIES, "activities": activities, "point_entries": entries}
+
+
+def duty_at_scale(settings: Settings, tenant_id: int, runs: int) -> dict[str, Any]:
+    token = common.issue_token(settings, CITY.tenant, PRINCIPAL, [city_scope(tenant_id)], Role.CITY_ADMIN)
+    headers = {"authorization": f"Bearer {token}", "content-type": "application/json"}
+    windows = {kind: five_ones.period_of(AS_OF, period)[0] for kind, period, _ in five_ones.DEFAULT_RULES}
+
+    def instant(day: date) -> datetime:
+        return datetime.combine(day, clock.min, tzinfo=BEIJING)
+
+    five_params = {
+        "tenant_id": tenant_id,
+        "kinds": [kind for kind, _, _ in five_ones.DEFAULT_RULES],
+        "since": [instant(windows[kind]) for kind, _, _ in five_ones.DEFAULT_RULES],
+        "required": [required for _, _, required in five_ones.DEFAULT_RULES],
+        "until": instant(AS_OF + timedelta(days=1)),
+    }
+    year_start, year_end = five_ones.period_of(AS_OF, "year")
+    board_params = {
+        "tenant_id": tenant_id,
+        "scope": city_scope(tenant_id),
+        "since": instant(year_start),
+        "until": instant(year_end),
+        "limit": 51,
+        "offset": 0,
+    }
+
+    def timed(call: Any) -> tuple[list[float], Any]:
+        seconds, answer = [], None
+        for _ in range(runs + 1):  # the first warms the caches
+            began = time.perf_counter()
+            answer = call()
+            seconds.append(time.perf_counter() - began)
+        return seconds[1:], answer
+
+    with (
+        common.api_server(settings) as base_url,
+        httpx.Client(timeout=300) as client,
+        psycopg.connect(settings.owner_url, autocommit=True) as owner,
+    ):
+
+        def graphql(query: str) -> Any:
+            response = client.post(
+                f"{base_url}/graphql", content=json.dumps({"query": query}), headers=headers
+            )
+            body = response.json()
+            if response.status_code != 200 or body.get("errors"):
+                raise common.BenchError(f"{response.status_code} {str(body)[:500]}")
+            return body["data"]
+
+        console.log("five ones: GraphQL against the bare statement")
+        five_api, report = timed(lambda: graphql(FIVE_ONES_QUERY % AS_OF.isoformat())["fiveOnes"])
+        five_sql, bare_rows = timed(lambda: owner.execute(BARE_FIVE_ONES, five_params).fetchall())
+        if report["deputies"] * len(five_ones.DEFAULT_RULES) != len(bare_rows):
+            raise common.BenchError(
+                f"fiveOnes holds {report['deputies']} deputies, the bare SQL {len(bare_rows)} rows"
+            )
+        missing_api = sum(o["missing"] for item in report["items"] for o in item["owed"])
+        missing_sql = sum(int(row[4]) for row in bare_rows)
+        if missing_api != missing_sql:
+            raise common.BenchError(f"fiveOnes misses {missing_api}, the bare SQL {missing_sql}")
+        console.log("leaderboard: GraphQL against the bare statement")
+        board_api, board = timed(lambda: graphql(LEADERBOARD_QUERY % AS_OF.isoformat())["pointsLeaderboard"])
+        board_sql, bare_board = timed(
+            lambda: owner.execute(psycopg_sql(points.LEADERBOARD), board_params).fetchall()
+        )
+        top_api = [e["node"]["points"] for e in board["standings"]["edges"]]
+        top_sql = [int(row[2]) for row in bare_board[:50]]
+        if top_api != top_sql:
+            raise common.BenchError(f"the leaderboards differ: {top_api[:5]} against {top_sql[:5]}")
+    five_ratio = statistics.median(five_api) / statistics.median(five_sql)
+    board_ratio = statistics.median(board_api) / statistics.median(board_sql)
+    return {
+        "as_of": AS_OF.isoformat(),
+        "five_ones": {
+            "deputies": report["deputies"],
+            "compliant": report["compliant"],
+            "graphql_seconds": common.summary(five_api),
+            "bare_sql_seconds": common.summary(five_sql),
+            "graphql_vs_bare_sql": round(five_ratio, 2),
+        },
+        "leaderboard": {
+            "ranked": board["standings"]["totalCount"],
+            "top_points": top_api[0] if top_api else None,
+            "graphql_seconds": common.summary(board_api),
+            "bare_sql_seconds": common.summary(board_sql),
+            "graphql_vs_bare_sql": round(board_ratio, 2),
+        },
+    }
+
+
 # (c) statements per list page.
 
 PAGES = {
@@ -359,6 +560,12 @@ def run(runs: int) -> dict[str, Any]:
         seeding = time.perf_counter() - began
         database_run = end_to_end(settings, tenant_id, runs)
         statements = statements_per_page(settings, tenant_id)
+        console.log("seeding a year of duty: 2,000 deputies, 200,000 activities")
+        began = time.perf_counter()
+        duty_dataset: dict[str, float] = {**seed_duty_city(settings, tenant_id)}
+        common.maintain(settings, "VACUUM ANALYZE")
+        duty_dataset["seeding_seconds"] = round(time.perf_counter() - began, 1)
+        duty = {"dataset": duty_dataset, **duty_at_scale(settings, tenant_id, runs)}
         with psycopg.connect(settings.owner_url) as connection:
             facts = {"postgresql": common.server_version(connection)}
     return {
@@ -373,6 +580,7 @@ def run(runs: int) -> dict[str, Any]:
         "optimiser_alone": alone,
         "brute_force": brute,
         "run_matching": database_run,
+        "duty_at_scale": duty,
         "statements_per_page": statements,
     }
 
@@ -391,6 +599,24 @@ def print_figures(figures: dict[str, Any], out: Console) -> None:
     matching.add_row("run / bare candidate SQL", f"{db['run_vs_bare_candidates_sql']:.2f}")
     matching.add_row("run total optimal / greedy", f"{db['total_optimal_vs_greedy']}")
     out.print(matching)
+    duty = figures["duty_at_scale"]
+    scale = common.table(
+        f"five ones and leaderboard: {duty['dataset']['deputies']:,} deputies, "
+        f"{duty['dataset']['activities']:,} activities",
+        "measurement",
+        "GraphQL p50 s",
+        "bare SQL p50 s",
+        "ratio",
+    )
+    for name in ("five_ones", "leaderboard"):
+        found = duty[name]
+        scale.add_row(
+            name.replace("_", " "),
+            f"{found['graphql_seconds']['p50']:.3f}",
+            f"{found['bare_sql_seconds']['p50']:.3f}",
+            f"{found['graphql_vs_bare_sql']:.2f}",
+        )
+    out.print(scale)
     pages = common.table("statements per request", "page", "total", "excluding SET LOCAL")
     for name, values in figures["statements_per_page"].items():
         pages.add_row(name, str(values["total"]), str(values["excluding_set_local"]))

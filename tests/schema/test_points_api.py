@@ -6,6 +6,7 @@ nothing."""
 
 from __future__ import annotations
 
+import subprocess
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,9 @@ import psycopg
 import pytest
 
 from schema.relay import decode_id, encode_id
+from services.celery_app import celery_app
 from tenants.db import Database
-from tests.helpers import Api, audit_actions, select_rows
+from tests.helpers import Api, audit_actions, select_rows, wait_for
 from tests.requests_city import City, build_city
 from tests.schema.test_activities_api import REPORT, VERIFY, activity_input, linked_deputy, staff_of
 
@@ -158,13 +160,9 @@ async def test_verified_work_earns_by_the_rule_of_its_day_and_corrections_are_ne
             conn.execute("SELECT set_config('app.scopes', %s, false)", (f"{{{city.tenant.scope}}}",))
 
 
-async def test_a_request_the_deputy_resolved_to_satisfaction_earns_points(
-    api: Api, city: City, owner_dsn: str
-) -> None:
-    deputy_id, deputy = await linked_deputy(api, city, owner_dsn, 1)
-    ((principal,),) = select_rows(owner_dsn, "SELECT principal FROM deputies WHERE id = %s", _key(deputy_id))
-    resident = api.token(city.tenant, ["resident"], [city.tenant.scope], sub="user:7431")
-    lon, lat = city.point(1)
+async def _assigned_request(api: Api, city: City, k: int, principal: str, resident: str) -> str:
+    """A resident's request at station k, accepted and assigned to `principal` by the liaison; its id."""
+    lon, lat = city.point(k)
     submitted = await api.gql(
         "mutation($input: SubmitRequestInput!) { submitRequest(input: $input) {"
         " ... on SubmitRequestPayload { ticket } } }",
@@ -179,17 +177,28 @@ async def test_a_request_the_deputy_resolved_to_satisfaction_earns_points(
     )
     ticket = submitted["submitRequest"]["ticket"]
     admin = api.token(city.tenant, ["city_admin"])
-    request_id = (await api.gql("query($t: String!) { request(ticket: $t) { id } }", {"t": ticket}, admin))[
-        "request"
-    ]["id"]
+    found = await api.gql("query($t: String!) { request(ticket: $t) { id } }", {"t": ticket}, admin)
+    request_id = str(found["request"]["id"])
+    liaison = api.token(city.tenant, ["station_liaison"], [city.stations[k].scope], sub="user:7432")
+    for step, extra in (("acceptRequest", ""), ("assignRequest", f', assignee: "{principal}"')):
+        done = await api.gql(
+            f"mutation($id: ID!) {{ {step}(id: $id{extra}) {{ __typename {FIELDS} }} }}",
+            {"id": request_id},
+            liaison,
+        )
+        assert done[step]["__typename"] == "RequestPayload", done
+    return request_id
+
+
+async def test_a_deputys_requests_earn_when_satisfied_and_lose_when_overdue(
+    api: Api, city: City, owner_dsn: str, worker: subprocess.Popen[bytes]
+) -> None:
+    deputy_id, deputy = await linked_deputy(api, city, owner_dsn, 1)
+    ((principal,),) = select_rows(owner_dsn, "SELECT principal FROM deputies WHERE id = %s", _key(deputy_id))
+    resident = api.token(city.tenant, ["resident"], [city.tenant.scope], sub="user:7431")
+    request_id = await _assigned_request(api, city, 1, principal, resident)
     liaison = api.token(city.tenant, ["station_liaison"], [city.stations[1].scope], sub="user:7432")
-    steps = (
-        ("acceptRequest", ""),
-        ("assignRequest", f', assignee: "{principal}"'),
-        ("startRequest", ""),
-        ("resolveRequest", ', note: "已修复"'),
-    )
-    for step, extra in steps:
+    for step, extra in (("startRequest", ""), ("resolveRequest", ', note: "已修复"')):
         done = await api.gql(
             f"mutation($id: ID!) {{ {step}(id: $id{extra}) {{ __typename {FIELDS} }} }}",
             {"id": request_id},
@@ -209,6 +218,21 @@ async def test_a_request_the_deputy_resolved_to_satisfaction_earns_points(
         3,
         request_id,
     )
+
+    # Another, left to run past its resolution deadline: the worker's sweep escalates it, and it costs.
+    late = await _assigned_request(api, city, 1, principal, resident)
+    ((due,),) = select_rows(owner_dsn, "SELECT resolution_due_at FROM requests WHERE id = %s", _key(late))
+    celery_app.send_task("timers.sweep", kwargs={"now": (due + timedelta(minutes=1)).isoformat()})
+
+    async def penalised() -> list[tuple[Any, ...]] | None:
+        found = select_rows(
+            owner_dsn,
+            "SELECT event, points FROM point_entries WHERE source_kind = 'request' AND source_id = %s",
+            _key(late),
+        )
+        return found or None
+
+    assert await wait_for(penalised) == [("request.overdue", -2)]
 
 
 async def test_the_leaderboard_ranks_ties_alike_and_other_streets_see_nothing(
