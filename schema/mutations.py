@@ -4,7 +4,7 @@ typed errors, whichever transaction the call runs in. Every mutation answers thr
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -12,6 +12,7 @@ from schema.context import Info
 from schema.errors import Error, from_domain
 from schema.relay import BadGlobalId, decode_id
 from services.errors import DomainError, InvalidInput
+from services.reach import Target, acting_on
 from services.unit_of_work import atomic, unit_of_work
 from tenants.context import TenantContext
 
@@ -56,3 +57,47 @@ def parse_id(global_id: str, field: str, *types: str) -> tuple[str, int]:
         return decode_id(global_id, *types)
     except BadGlobalId as error:
         raise InvalidInput(str(error), field=field) from None
+
+
+class OwnedRow(Protocol):
+    scope: str
+    owner_principal: str | None
+
+
+async def run_as_owner_or_staff(
+    info: Info,
+    global_id: str,
+    type_name: str,
+    find: Callable[[AsyncSession, int, int], Awaitable[OwnedRow | None]],
+    work: Callable[[AsyncSession, TenantContext, int], Awaitable[T]],
+) -> T | Error:
+    """A step on a row its owner may take wherever they are (a match's resource owner, the deputy a
+    warning is about): the owner in a context `acting_on` opens bounded to the row's scope, in a
+    transaction of its own; anyone else (staff) in their own transaction, where the step checks them."""
+    caller = info.context.require_principal().context
+
+    async def owners_context() -> tuple[int, TenantContext | None]:
+        key = parse_id(global_id, "id", type_name)[1]
+        async with info.context.db() as session:
+            row = await find(session, caller.tenant_id, key)
+        if row is None or row.owner_principal != caller.principal:
+            return key, None
+        target = Target(caller.tenant_id, row.scope, owner=row.owner_principal)
+        return key, acting_on(caller, target, what=type_name, field="id")
+
+    found = await as_payload(owners_context)
+    if isinstance(found, Error):
+        return found
+    key, context = found
+    if context is None:
+
+        async def own_transaction(session: AsyncSession, actor: TenantContext) -> T:
+            return await work(session, actor, key)
+
+        return await run_service(info, own_transaction)
+    bounded = context
+
+    async def apart(session: AsyncSession) -> T:
+        return await work(session, bounded, key)
+
+    return await run_apart(info, bounded, apart)

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schema.context import Info
 from schema.deputies.activities import STAFF_ONLY, _reads_activities
 from schema.deputies.queries import territory_of
-from schema.deputies.types import Deputy, deputy_of
+from schema.deputies.types import Deputy, deputy_key, deputy_of
 from schema.errors import (
     ConflictError,
     ForbiddenError,
@@ -24,7 +24,7 @@ from schema.errors import (
 )
 from schema.mutations import parse_id, run_service
 from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
-from schema.relay import BadGlobalId, Connection, Node, connection, decode_id, encode_id, id_page
+from schema.relay import Connection, Node, connection, encode_id, id_page
 from services.deputies import archive, repository
 from services.deputies import points as ledger
 from services.deputies.models import PointEntry as PointEntryRow
@@ -163,12 +163,7 @@ class PointsQuery:
     ) -> DeputyPoints:
         _readers_only(info)
         size, after_id = id_page(first, after)
-        try:
-            key = decode_id(deputy_id, "Deputy")[1]
-        except BadGlobalId as error:
-            raise GraphQLError(
-                str(error), extensions={"code": "INVALID_INPUT", "field": "deputyId"}
-            ) from None
+        key = deputy_key(deputy_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
             rows = await ledger.entries_of(session, tenant_id, key, after=after_id, limit=size + 1)
@@ -269,12 +264,7 @@ class ArchiveQuery:
     )
     async def deputy_archive(self, info: Info, deputy_id: strawberry.ID) -> DeputyArchive | None:
         _readers_only(info)
-        try:
-            key = decode_id(deputy_id, "Deputy")[1]
-        except BadGlobalId as error:
-            raise GraphQLError(
-                str(error), extensions={"code": "INVALID_INPUT", "field": "deputyId"}
-            ) from None
+        key = deputy_key(deputy_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
             deputy = await repository.get(session, tenant_id, key)

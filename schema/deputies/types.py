@@ -6,12 +6,13 @@ from enum import Enum
 from typing import Any
 
 import strawberry
+from graphql import GraphQLError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from schema.context import Info
 from schema.hierarchy.types import Station, station_of
 from schema.loaders import children
-from schema.relay import Node, encode_id
+from schema.relay import BadGlobalId, Node, decode_id, encode_id
 from services.deputies import models, repository
 from services.hierarchy.repository import Level
 
@@ -103,6 +104,14 @@ def deputy_of(row: models.Deputy) -> Deputy:
         synthetic=row.synthetic,
         routing_suspended_at=row.routing_suspended_at,
     )
+
+
+def deputy_key(deputy_id: str, field: str = "deputyId") -> int:
+    """The key of a Deputy id argument of a query (INVALID_INPUT for anything else)."""
+    try:
+        return decode_id(deputy_id, "Deputy")[1]
+    except BadGlobalId as error:
+        raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT", "field": field}) from None
 
 
 async def load_deputy(info: Info, key: int) -> Deputy | None:

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from schema.context import Info
 from schema.deputies.activities import STAFF_ONLY, _reads_activities
 from schema.deputies.queries import territory_of
+from schema.deputies.types import deputy_key
 from schema.errors import (
     ConflictError,
     Error,
@@ -26,14 +27,13 @@ from schema.errors import (
     OutOfScopeError,
     from_domain,
 )
-from schema.mutations import as_payload, parse_id, run_apart, run_service
+from schema.mutations import run_as_owner_or_staff, run_service
 from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
-from schema.relay import BadGlobalId, Connection, Node, connection, decode_id, encode_id, id_page
+from schema.relay import Connection, Node, connection, encode_id, id_page
 from services.deputies import duty_settings, repository, warnings
 from services.deputies import models as rows
 from services.deputies.models import DutySettings as DutySettingsRow
 from services.errors import DomainError, InvalidInput, NotFound
-from services.reach import Target, acting_on
 from tenants.context import TenantContext, scope_is_within
 from tenants.roles import Role
 
@@ -223,15 +223,6 @@ WarningRunResult = Annotated[WarningRunPayload | _Errors, strawberry.union("Warn
 DutySettingsResult = Annotated[DutySettingsPayload | _Errors, strawberry.union("DutySettingsResult")]
 
 
-def _deputy_key(deputy_id: strawberry.ID | None) -> int | None:
-    if deputy_id is None:
-        return None
-    try:
-        return decode_id(deputy_id, "Deputy")[1]
-    except BadGlobalId as error:
-        raise GraphQLError(str(error), extensions={"code": "INVALID_INPUT", "field": "deputyId"}) from None
-
-
 def _readers_only(info: Info) -> None:
     if not _reads_activities(info):
         raise GraphQLError("residents do not read deputies' warnings", extensions={"code": "FORBIDDEN"})
@@ -255,7 +246,7 @@ class WarningsQuery:
     ) -> Connection[DeputyWarning]:
         _readers_only(info)
         size, after_id = id_page(first, after)
-        key = _deputy_key(deputy_id)
+        key = deputy_key(deputy_id) if deputy_id is not None else None
         scope = await territory_of(info, node_id)
         tenant_id = info.context.require_principal().tenant_id
         async with info.context.db() as session:
@@ -276,8 +267,7 @@ class WarningsQuery:
     )
     async def deputy_evaluations(self, info: Info, deputy_id: strawberry.ID) -> list[DeputyEvaluation]:
         _readers_only(info)
-        key = _deputy_key(deputy_id)
-        assert key is not None
+        key = deputy_key(deputy_id)
         async with info.context.db() as session:
             found = await warnings.history(session, info.context.require_principal().tenant_id, [key])
         return [evaluation_of(row) for row in found]
@@ -295,37 +285,14 @@ WarningStep = Callable[[AsyncSession, TenantContext, frozenset[str], int], Await
 
 
 async def _on_warning(info: Info, global_id: str, step: WarningStep) -> WarningPayload | Error:
-    """Staff in their own transaction; the deputy the warning is about in a context `acting_on` opens on
-    it (their own token's scope does not hold the record's)."""
-    caller = info.context.require_principal().context
+    """Staff in their own transaction; the deputy the warning is about in a context bounded to the
+    record's scope (their own token's scope does not hold it)."""
     kinds = frozenset(role.value for role in info.context.require_principal().roles)
 
-    async def owners_context() -> tuple[int, TenantContext | None]:
-        key = parse_id(global_id, "id", "DeputyWarning")[1]
-        async with info.context.db() as session:
-            row = await warnings.warning(session, caller.tenant_id, key)
-        if row is None or row.owner_principal != caller.principal:
-            return key, None
-        return key, acting_on(
-            caller, Target(caller.tenant_id, row.scope, owner=row.owner_principal), what="warning"
-        )
+    async def work(session: AsyncSession, actor: TenantContext, key: int) -> WarningPayload:
+        return WarningPayload(warning=warning_of(await step(session, actor, kinds, key)))
 
-    found = await as_payload(owners_context)
-    if isinstance(found, Error):
-        return found
-    key, context = found
-    if context is None:
-
-        async def work(session: AsyncSession, actor: TenantContext) -> WarningPayload:
-            return WarningPayload(warning=warning_of(await step(session, actor, kinds, key)))
-
-        return await run_service(info, work)
-    bounded = context
-
-    async def apart(session: AsyncSession) -> WarningPayload:
-        return WarningPayload(warning=warning_of(await step(session, bounded, kinds, key)))
-
-    return await run_apart(info, bounded, apart)
+    return await run_as_owner_or_staff(info, global_id, "DeputyWarning", warnings.warning, work)
 
 
 @strawberry.type

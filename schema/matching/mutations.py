@@ -38,7 +38,7 @@ from schema.matching.types import (
     resource_of,
     run_of,
 )
-from schema.mutations import as_payload, parse_id, run_apart, run_service
+from schema.mutations import parse_id, run_as_owner_or_staff, run_service
 from schema.permissions import RequireRoles
 from schema.territory import territory
 from services.csv_table import CsvFileError
@@ -47,7 +47,6 @@ from services.errors import InvalidInput
 from services.matching import repository, service
 from services.matching.models import Demand as DemandRow
 from services.matching.models import Match as MatchRow
-from services.reach import Target, acting_on
 from tenants.context import TenantContext
 from tenants.roles import Role
 
@@ -147,35 +146,13 @@ async def _demand_payload(session: AsyncSession, actor: TenantContext, row: Dema
 
 async def _on_match(info: Info, global_id: str, step: MatchStep) -> MatchPayload | Error:
     """A step on a match: staff in their own transaction; the resource's owner in a context bounded to
-    the match's station, which `acting_on` opens only for the owner (or a caller whose scope holds it)."""
-    caller = info.context.require_principal().context
+    the match's station (schema.mutations.run_as_owner_or_staff)."""
     kinds = _kinds(info)
 
-    async def owners_context() -> tuple[int, TenantContext | None]:
-        key = parse_id(global_id, "id", "Match")[1]
-        async with info.context.db() as session:
-            row = await repository.match(session, caller.tenant_id, key)
-        if row is None or row.owner_principal != caller.principal:
-            return key, None
-        target = Target(caller.tenant_id, row.scope, owner=row.owner_principal)
-        return key, acting_on(caller, target, what="match", field="id")
+    async def work(session: AsyncSession, actor: TenantContext, key: int) -> MatchPayload:
+        return MatchPayload(match=match_of(await step(session, actor, kinds, key)))
 
-    found = await as_payload(owners_context)
-    if isinstance(found, Error):
-        return found
-    key, context = found
-    if context is None:
-
-        async def work(session: AsyncSession, actor: TenantContext) -> MatchPayload:
-            return MatchPayload(match=match_of(await step(session, actor, kinds, key)))
-
-        return await run_service(info, work)
-    bounded = context
-
-    async def apart(session: AsyncSession) -> MatchPayload:
-        return MatchPayload(match=match_of(await step(session, bounded, kinds, key)))
-
-    return await run_apart(info, bounded, apart)
+    return await run_as_owner_or_staff(info, global_id, "Match", repository.match, work)
 
 
 def _csv_bytes(csv: str | None, csv_base64: str | None) -> bytes | InvalidInputError:

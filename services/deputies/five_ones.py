@@ -119,14 +119,17 @@ class Compliance:
         return all(o.missing == 0 for o in self.owed)
 
 
-# Verified activities of each deputy kept inside the scope, by kind, from `since` up to `until`.
+# Verified activities of each deputy kept inside the scope, by kind, each kind from its period's start
+# up to `until`, counted in the database.
 COUNTS = """
-SELECT d.id, a.kind, a.starts_at
+SELECT a.deputy_id, a.kind, count(*)
 FROM deputies d
 JOIN activities a ON a.tenant_id = d.tenant_id AND a.deputy_id = d.id
+JOIN unnest(CAST(:kinds AS text[]), CAST(:since AS timestamptz[])) AS r(kind, since)
+  ON r.kind = a.kind AND a.starts_at >= r.since
 WHERE d.tenant_id = :tenant_id AND d.scope <@ text2ltree(:scope)
-  AND a.state = 'verified' AND a.starts_at >= :since AND a.starts_at < :until
-  AND a.kind = ANY(:kinds)
+  AND a.state = 'verified' AND a.starts_at < :until
+GROUP BY a.deputy_id, a.kind
 """
 DEPUTIES = "SELECT id FROM deputies WHERE tenant_id = :tenant_id AND scope <@ text2ltree(:scope) ORDER BY id"
 
@@ -146,7 +149,6 @@ async def compliance(
     if not found:
         return as_of, []
     windows = {r.kind: period_of(as_of, r.period) for r in found}
-    since = min(start for start, _ in windows.values())
 
     def instant(day: date) -> datetime:
         return datetime.combine(day, time.min, tzinfo=zone)
@@ -157,13 +159,12 @@ async def compliance(
     if deputy_ids is not None:
         wanted = set(deputy_ids)
         ids = [key for key in ids if key in wanted]
+    kinds = [r.kind for r in found]
     rows = await session.execute(
-        text(COUNTS), {**params, "since": instant(since), "until": until, "kinds": [r.kind for r in found]}
+        text(COUNTS),
+        {**params, "kinds": kinds, "since": [instant(windows[k][0]) for k in kinds], "until": until},
     )
-    done: dict[tuple[int, str], int] = {}
-    for deputy_id, kind, starts_at in rows:
-        if starts_at >= instant(windows[kind][0]):
-            done[(int(deputy_id), kind)] = done.get((int(deputy_id), kind), 0) + 1
+    done = {(int(deputy_id), kind): int(count) for deputy_id, kind, count in rows}
     return as_of, [
         Compliance(
             key,

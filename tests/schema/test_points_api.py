@@ -296,3 +296,25 @@ async def test_the_leaderboard_ranks_ties_alike_and_other_streets_see_nothing(
     assert colleague["entries"]["totalCount"] == 0
     resident = api.token(city.tenant, ["resident"], [city.tenant.scope], sub="user:7441")
     assert await refused_code(api, BOARD, {"period": "MONTH"}, resident) == "FORBIDDEN"
+
+
+async def test_the_ledger_lists_cost_the_same_statements_however_long(
+    api: Api, city: City, owner_dsn: str
+) -> None:
+    deputy_id, deputy = await linked_deputy(api, city, owner_dsn, 3)
+    for _ in range(4):
+        await verified_visit(api, city, 3, deputy_id, deputy)
+    staff = staff_of(api, city, 3)
+    station = str(encode_id("Station", city.stations[3].id))
+    lists = {
+        "points": (POINTS, {"d": deputy_id}),
+        "leaderboard": (BOARD, {"node": station, "period": "YEAR"}),
+        "warnings": ("query($first: Int) { deputyWarnings(first: $first) { edges { node { id } } } }", {}),
+    }
+    for name, (query, variables) in lists.items():
+        counts = []
+        for first in (1, 4):
+            with api.count_statements() as statements:
+                await api.gql(query, {**variables, "first": first}, staff)
+            counts.append(len(statements))
+        assert counts[0] == counts[1], (name, counts)
