@@ -316,10 +316,10 @@ WITH numbered AS (
 INSERT INTO activities (tenant_id, scope, deputy_id, station_id, owner_principal, kind, title, starts_at,
                         state, created_by, synthetic, reported_at, verified_at)
 SELECT %(tenant_id)s, n.scope, n.id, n.station_id, n.principal,
-       (%(kinds)s::text[])[1 + (g * 7919) %% array_length(%(kinds)s::text[], 1)], '走访', at,
-       CASE WHEN (g * 104729) %% 10 = 0 THEN 'reported' ELSE 'verified' END, 'bench', true, at, at
+       (%(kinds)s::text[])[1 + (g / %(deputies)s) %% array_length(%(kinds)s::text[], 1)], '走访', at,
+       CASE WHEN (g / %(deputies)s) %% 10 = 3 THEN 'reported' ELSE 'verified' END, 'bench', true, at, at
 FROM generate_series(0::bigint, %(activities)s - 1) g
-JOIN numbered n ON n.n = g %% %(deputies)s
+JOIN numbered n ON n.n = g %% %(deputies)s  -- a deputy's k-th activity is g / deputies
 CROSS JOIN LATERAL (
   SELECT %(as_of)s::timestamptz - ((g * 2654435761) %% 31536000) * interval '1 second' AS at
 ) t
@@ -458,6 +458,10 @@ def duty_at_scale(settings: Settings, tenant_id: int, runs: int) -> dict[str, An
         if report["deputies"] * len(five_ones.DEFAULT_RULES) != len(bare_rows):
             raise common.BenchError(
                 f"fiveOnes holds {report['deputies']} deputies, the bare SQL {len(bare_rows)} rows"
+            )
+        if not 0 < report["compliant"] < report["deputies"]:
+            raise common.BenchError(
+                f"{report['compliant']} of {report['deputies']} compliant: the data is skewed"
             )
         missing_api = sum(o["missing"] for item in report["items"] for o in item["owed"])
         missing_sql = sum(int(row[4]) for row in bare_rows)
