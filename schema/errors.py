@@ -87,3 +87,14 @@ def from_domain(error: DomainError) -> Error:
 
 def invalid_input(message: str, field: str | None = None) -> InvalidInputError:
     return InvalidInputError(code=ErrorCode.INVALID_INPUT, message=message, field=field)
+
+
+# What a workflow step can answer besides its payload: the union members most mutations share.
+STEP_ERRORS = (
+    NotFoundError
+    | OutOfScopeError
+    | InvalidInputError
+    | ConflictError
+    | ForbiddenError
+    | IllegalTransitionError
+)

@@ -19,13 +19,9 @@ from schema.context import Info
 from schema.deputies.queries import territory_of
 from schema.deputies.types import Deputy, deputy_of
 from schema.errors import (
-    ConflictError,
+    STEP_ERRORS,
     Error,
-    ForbiddenError,
-    IllegalTransitionError,
-    InvalidInputError,
     NotFoundError,
-    OutOfScopeError,
     from_domain,
 )
 from schema.loaders import children
@@ -382,14 +378,7 @@ class RectificationPayload:
     rectification: Rectification
 
 
-_Errors = (
-    NotFoundError
-    | OutOfScopeError
-    | InvalidInputError
-    | ConflictError
-    | ForbiddenError
-    | IllegalTransitionError
-)
+_Errors = STEP_ERRORS
 ActivityResult = Annotated[ActivityPayload | _Errors, strawberry.union("ActivityResult")]
 CheckinResult = Annotated[CheckinPayload | _Errors, strawberry.union("CheckinResult")]
 RegistrationResult = Annotated[RegistrationPayload | _Errors, strawberry.union("RegistrationResult")]

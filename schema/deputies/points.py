@@ -16,11 +16,7 @@ from schema.deputies.activities import STAFF_ONLY, _reads_activities
 from schema.deputies.queries import territory_of
 from schema.deputies.types import Deputy, deputy_key, deputy_of
 from schema.errors import (
-    ConflictError,
-    ForbiddenError,
-    InvalidInputError,
-    NotFoundError,
-    OutOfScopeError,
+    STEP_ERRORS,
 )
 from schema.mutations import parse_id, run_service
 from schema.permissions import SIGNED_IN, RequireRoles, RequireWholeCity
@@ -130,7 +126,7 @@ class PointEntryPayload:
     entry: PointEntry
 
 
-_Errors = InvalidInputError | NotFoundError | ForbiddenError | OutOfScopeError | ConflictError
+_Errors = STEP_ERRORS
 PointRuleResult = Annotated[PointRulePayload | _Errors, strawberry.union("PointRuleResult")]
 PointEntryResult = Annotated[PointEntryPayload | _Errors, strawberry.union("PointEntryResult")]
 

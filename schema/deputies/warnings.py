@@ -18,13 +18,8 @@ from schema.deputies.activities import STAFF_ONLY, _reads_activities
 from schema.deputies.queries import territory_of
 from schema.deputies.types import deputy_key
 from schema.errors import (
-    ConflictError,
+    STEP_ERRORS,
     Error,
-    ForbiddenError,
-    IllegalTransitionError,
-    InvalidInputError,
-    NotFoundError,
-    OutOfScopeError,
     from_domain,
 )
 from schema.mutations import run_as_owner_or_staff, run_service
@@ -210,14 +205,7 @@ class DutySettingsPayload:
     settings: DutySettings
 
 
-_Errors = (
-    InvalidInputError
-    | NotFoundError
-    | ForbiddenError
-    | OutOfScopeError
-    | ConflictError
-    | IllegalTransitionError
-)
+_Errors = STEP_ERRORS
 WarningResult = Annotated[WarningPayload | _Errors, strawberry.union("WarningResult")]
 WarningRunResult = Annotated[WarningRunPayload | _Errors, strawberry.union("WarningRunResult")]
 DutySettingsResult = Annotated[DutySettingsPayload | _Errors, strawberry.union("DutySettingsResult")]

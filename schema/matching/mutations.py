@@ -12,13 +12,9 @@ from strawberry.extensions import FieldExtension
 
 from schema.context import Info
 from schema.errors import (
-    ConflictError,
+    STEP_ERRORS,
     Error,
-    ForbiddenError,
-    IllegalTransitionError,
     InvalidInputError,
-    NotFoundError,
-    OutOfScopeError,
     invalid_input,
 )
 from schema.matching.queries import demand_converter
@@ -118,14 +114,7 @@ class MatchPayload:
     match: Match
 
 
-_Errors = (
-    NotFoundError
-    | OutOfScopeError
-    | InvalidInputError
-    | ConflictError
-    | ForbiddenError
-    | IllegalTransitionError
-)
+_Errors = STEP_ERRORS
 DemandResult = Annotated[DemandPayload | _Errors, strawberry.union("DemandResult")]
 DemandImportResult = Annotated[DemandImportPayload | _Errors, strawberry.union("DemandImportResult")]
 ResourceResult = Annotated[ResourcePayload | _Errors, strawberry.union("ResourceResult")]
